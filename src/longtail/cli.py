@@ -1,0 +1,172 @@
+"""The ``longtail`` command: data, train, pretrain, study, report.
+
+Every problem with the user's input ends as one line, ``longtail: error: ...``, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+
+from longtail.config import TrainConfig
+from longtail.errors import LongtailError
+
+FLAG_HELP = {
+    "data": "dataset: 'cifar10' (downloaded, verified) or an image folder / .zip with train/<class>/ and test/<class>/",
+    "out": "run directory to create (config.json, metrics.jsonl, summary.json, checkpoint.pt)",
+    "recipe": "named defaults: 'fast' (SGD one-cycle, crop+flip, bf16) or 'seed' (the seed report's Adam setting)",
+    "augment": "batch augmentations, comma-separated: crop, flip, brightness, contrast (empty: none)",
+    "precision": "auto (bf16 where the hardware multiplies bf16 natively), bf16 or fp32",
+    "device": "auto (CUDA when present), cpu or cuda",
+    "val_size": "validation images held out from train (default 10%%: 5,000 for CIFAR-10)",
+    "limit_train": "use only N training images (stratified), for quick runs",
+    "limit_test": "evaluate on N test images (stratified), for quick runs",
+    "imbalance": "remove training samples first: step:RATIO[:CLASSES], exponential:RATIO, counts:N0,N1,...",
+    "rebalance": "oversampling or sampling method (none, copy, aug, ...; see README)",
+    "loss": "loss function (ce, weighted, cb, focal, ldam-drw, balanced-softmax, ...; see README)",
+    "loss_params": "extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2",
+    "init": "initialise from a jigsaw pretraining checkpoint (DIR/checkpoint.pt)",
+    "transfer": "with --init: finetune all layers, or freeze the transferred ones",
+    "threads": "CPU threads for this process",
+    "checkpoint_every": "also checkpoint every N steps (epochs always end with one)",
+    "quiet": "no progress bars",
+    "resume": "continue an interrupted run in --out from its last checkpoint",
+    "seed": "seed for initialisation, data order, augmentation and the imbalance draw",
+    "split_seed": "seed of the validation split (kept fixed across run seeds)",
+    "padding": "SeedCNN conv padding: same or valid",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:  # one line, not usage + message
+        self.exit(2, f"longtail: error: {message} (see {self.prog} --help)\n")
+
+
+def _parse_kv(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: set[str] = frozenset()) -> None:
+    """One ``--flag`` per dataclass field; unset flags stay None so TOML and recipes fill them."""
+    for name, annotation in typing.get_type_hints(cls).items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+        base = next((a for a in args if a is not type(None)), annotation)
+        help_text = FLAG_HELP.get(name)
+        if base is bool:
+            parser.add_argument(flag, action="store_const", const=True, default=None, help=help_text)
+        elif base is dict or typing.get_origin(base) is dict:
+            parser.add_argument("--" + name.replace("_", "-").removesuffix("s"), dest=name, action="append",
+                                type=_parse_kv, default=None, metavar="KEY=VALUE", help=help_text)
+        elif typing.get_origin(base) is list:
+            parser.add_argument(flag, type=_list, default=None, metavar="A,B", help=help_text)
+        else:
+            parser.add_argument(flag, type=base, default=None, metavar=name.upper(), help=help_text)
+
+
+def _cli_values(ns: argparse.Namespace, cls: type) -> dict:
+    values = {k: v for k, v in vars(ns).items() if k in typing.get_type_hints(cls) and v is not None}
+    if isinstance(values.get("loss_params"), list):
+        values["loss_params"] = dict(values["loss_params"])
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from longtail import __version__
+
+    p = _Parser(prog="longtail", description="Class-imbalanced image classification and jigsaw pretraining.")
+    p.add_argument("--version", action="version", version=f"longtail {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="inspect a dataset")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser, metavar="ACTION")
+    info = data_sub.add_parser("info", help="classes, counts per split, image shape")
+    info.add_argument("--data", default="cifar10", help=FLAG_HELP["data"])
+    info.add_argument("--imbalance", default=None, help=FLAG_HELP["imbalance"])
+    info.add_argument("--val-size", type=int, default=None, help=FLAG_HELP["val_size"])
+    info.add_argument("--split-seed", type=int, default=0)
+    info.add_argument("--seed", type=int, default=0)
+
+    train = sub.add_parser("train", help="train and evaluate the seed CNN")
+    train.add_argument("--config", metavar="FILE.toml", help="TOML file with any of these options (flags win)")
+    add_config_flags(train, TrainConfig)
+    return p
+
+
+def cmd_data_info(ns: argparse.Namespace) -> int:
+    import torch
+
+    from longtail.data.imbalance import profile_counts
+    from longtail.data.sources import load_dataset
+    from longtail.data.split import train_val_split
+    from longtail.runner import default_val_size
+
+    ds = load_dataset(ns.data)
+    c, h, w = ds.image_shape
+    train_idx, val_idx = train_val_split(ds.train_labels, ns.val_size or default_val_size(len(ds.train_labels)),
+                                         ds.num_classes, ns.split_seed)
+    rows = {"train": ds.train_labels[train_idx], "val": ds.train_labels[val_idx], "test": ds.test_labels}
+    counts = {k: torch.bincount(v, minlength=ds.num_classes).tolist() for k, v in rows.items()}
+    kept = profile_counts(ns.imbalance, counts["train"]) if ns.imbalance else None
+    print(f"dataset: {ds.name}  ({ds.fingerprint[:16]})")
+    print(f"image shape: {c}x{h}x{w} (channels x height x width), {ds.num_classes} classes")
+    header = f"{'class':<16}{'train':>8}{'val':>8}{'test':>8}" + (f"{'kept':>8}" if kept else "")
+    print(header)
+    for j, name in enumerate(ds.classes):
+        line = f"{j} {name:<14}{counts['train'][j]:>8}{counts['val'][j]:>8}{counts['test'][j]:>8}"
+        print(line + (f"{kept[j]:>8}" if kept else ""))
+    total = f"{'total':<16}{sum(counts['train']):>8}{sum(counts['val']):>8}{sum(counts['test']):>8}"
+    print(total + (f"{sum(kept):>8}" if kept else ""))
+    if kept:
+        print(f"imbalance {ns.imbalance}: max/min kept = {max(kept) / min(kept):.1f}")
+    return 0
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from longtail.config import resolve_train_config
+    from longtail.runner import run_training
+
+    cfg = resolve_train_config(_cli_values(ns, TrainConfig), ns.config)
+    summary = run_training(cfg)
+    print(f"{cfg.out}: test acc {summary['test_acc']:.4f}, balanced {summary['test_balanced_acc']:.4f}, "
+          f"macro-F1 {summary['test_macro_f1']:.4f} (best epoch {summary['best_epoch']} on validation; "
+          f"best test acc over epochs {summary['best_test_acc_over_epochs']:.4f})")
+    return 0
+
+
+COMMANDS = {"data": cmd_data_info, "train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return COMMANDS[ns.command](ns)
+    except LongtailError as e:
+        from longtail.train import TrainingInterrupted
+
+        print(f"longtail: {'stopped' if isinstance(e, TrainingInterrupted) else 'error'}: {e}", file=sys.stderr)
+        return 130 if isinstance(e, TrainingInterrupted) else 2
+    except KeyboardInterrupt:
+        print("longtail: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Augmentations on whole batches of float images (N, C, H, W), as a few tensor ops each.
+
+Every random op takes an explicit ``torch.Generator`` so a run is reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torchvision.transforms.v2.functional as TF
+
+BatchAugment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def _coin(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    return (torch.rand(x.shape[0], generator=g) < p).to(x.device).view(-1, 1, 1, 1)
+
+
+def random_hflip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    return torch.where(_coin(x, p, g), x.flip(-1), x)
+
+
+def random_crop(x: torch.Tensor, g: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Pad by ``padding`` (reflect) and crop back at a random offset per image."""
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4, mode="reflect")
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=g).to(x.device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=g).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chan = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, chan, rows, cols]
+
+
+def random_brightness(x: torch.Tensor, g: torch.Generator, strength: float = 0.2) -> torch.Tensor:
+    factor = 1 + (torch.rand(x.shape[0], generator=g) * 2 - 1) * strength
+    return adjust_brightness(x, factor.to(x.device))
+
+
+def random_contrast(x: torch.Tensor, g: torch.Generator, strength: float = 0.2) -> torch.Tensor:
+    factor = 1 + (torch.rand(x.shape[0], generator=g) * 2 - 1) * strength
+    return adjust_contrast(x, factor.to(x.device))
+
+
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    """Scale intensities by ``factor`` (per image or scalar), clamped to [0, 1]."""
+    factor = torch.as_tensor(factor, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+    return (x * factor).clamp(0, 1)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    """Blend each image with its mean grey level, as torchvision's adjust_contrast does."""
+    factor = torch.as_tensor(factor, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+    grey = TF.rgb_to_grayscale(x) if x.shape[1] == 3 else x
+    mean = grey.mean(dim=(-3, -2, -1), keepdim=True)
+    return (factor * x + (1 - factor) * mean).clamp(0, 1)
+
+
+AUGMENTATIONS: dict[str, BatchAugment] = {
+    "flip": random_hflip,
+    "crop": random_crop,
+    "brightness": random_brightness,
+    "contrast": random_contrast,
+}
+
+
+def compose(names: Sequence[str]) -> BatchAugment | None:
+    """One batch augmentation applying the named ops in order; ``None`` for an empty list."""
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown:
+        from longtail.errors import LongtailError
+
+        raise LongtailError(f"unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)}")
+    if not names:
+        return None
+    ops = [AUGMENTATIONS[n] for n in names]
+
+    def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        for op in ops:
+            x = op(x, g)
+        return x
+
+    return apply

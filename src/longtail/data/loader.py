@@ -1,0 +1,97 @@
+"""An in-memory batch iterator: the dataset is one uint8 tensor; batches are gathered, augmented
+and normalized as whole tensors. No DataLoader, no per-sample Python, no PIL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from longtail.data.augment import BatchAugment
+
+IndexOrder = Callable[[int, torch.Generator], torch.Tensor]
+
+
+def derived_generator(*keys: int) -> torch.Generator:
+    """A generator seeded from a tuple of integers (run seed, epoch, step, ...).
+
+    Deriving every stream from its coordinates, rather than drawing from one long stream, is
+    what lets a run resume in the middle of an epoch with exactly the numbers it would have had.
+    """
+    state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
+    x = images.to(torch.float32).div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+    return x.mean(dim=1).tolist(), x.std(dim=1).clamp_min(1e-3).tolist()
+
+
+class BatchLoader:
+    """Yields ``(images, labels)`` batches: float, normalized, channels_last, on ``device``.
+
+    With ``shuffle`` each epoch visits every index once in a fresh order drawn from
+    ``(seed, epoch)``; ``index_order`` replaces that order (a sampler may repeat indices).
+    With ``world_size > 1`` each rank takes every ``world_size``-th index of the same order,
+    so the ranks share the epoch without overlap.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
+                 mean: list[float], std: list[float], shuffle: bool = False, seed: int = 0,
+                 augment: BatchAugment | None = None, device: torch.device | str = "cpu",
+                 channels_last: bool = True, index_order: IndexOrder | None = None,
+                 rank: int = 0, world_size: int = 1):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.augment = augment
+        self.channels_last = channels_last
+        self.index_order = index_order
+        self.rank, self.world_size = rank, world_size
+        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return -(-self._epoch_size() // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return self._epoch_size()
+
+    def _epoch_size(self) -> int:
+        n = len(self.index_order(0, torch.Generator().manual_seed(0))) if self.index_order else self.images.shape[0]
+        return len(range(self.rank, n, self.world_size))
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The indices this rank visits in ``epoch``, in visiting order."""
+        g = derived_generator(self.seed, epoch, 0xD47A)
+        if self.index_order is not None:
+            idx = self.index_order(epoch, g)
+        elif self.shuffle:
+            idx = torch.randperm(self.images.shape[0], generator=g)
+        else:
+            idx = torch.arange(self.images.shape[0])
+        return idx[self.rank::self.world_size]
+
+    def epoch(self, epoch: int = 0, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self.order(epoch).to(self.device)
+        for step in range(start_step, -(-idx.numel() // self.batch_size)):
+            batch = idx[step * self.batch_size:(step + 1) * self.batch_size]
+            x = self.images[batch].to(torch.float32).div_(255)
+            if self.augment is not None:
+                x = self.augment(x, derived_generator(self.seed, epoch, step, 0xA06))
+            yield self.normalize(x), self.labels[batch]
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch(0)

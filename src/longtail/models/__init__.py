@@ -1,0 +1,3 @@
+from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
+
+__all__ = ["SeedCNN", "SeedCNNConfig"]

@@ -1,0 +1,76 @@
+"""The seed reports' CNN (Homework 02, table 1).
+
+conv3x3x32 -> maxpool2 -> conv3x3x64 -> maxpool2 -> conv3x3x64 -> maxpool2 -> BatchNorm
+-> flatten -> fc 1024->64 -> fc 64->classes, ReLU after each conv and after fc1.
+Layer names (conv1..3, bn, fc1, fc2) are the names the jigsaw transfer maps onto.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SeedCNNConfig:
+    in_channels: int = 3
+    num_classes: int = 10
+    image_size: tuple[int, int] = (32, 32)  # (height, width)
+    padding: str = "same"  # 'same' or 'valid'
+    width: tuple[int, int, int] = (32, 64, 64)
+    hidden: int = 64
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["width"] = list(self.width)
+        d["image_size"] = list(self.image_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SeedCNNConfig:
+        return cls(**{**d, "width": tuple(d["width"]), "image_size": tuple(d["image_size"])})
+
+
+def conv_out(size: int, padding: str, pools: int, convs: int = 3) -> int:
+    """Spatial size after ``convs`` 3x3 convs, the first ``pools`` of them followed by a 2x2 max-pool."""
+    for i in range(convs):
+        if padding == "valid":
+            size -= 2
+        if i < pools:
+            size //= 2
+        if size < 1:
+            raise ValueError("image too small for this network")
+    return size
+
+
+class SeedCNN(nn.Module):
+    def __init__(self, config: SeedCNNConfig = SeedCNNConfig()):
+        super().__init__()
+        if config.padding not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same' or 'valid', got {config.padding!r}")
+        self.config = config
+        c1, c2, c3 = config.width
+        pad = 1 if config.padding == "same" else 0
+        self.conv1 = nn.Conv2d(config.in_channels, c1, 3, padding=pad)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=pad)
+        self.conv3 = nn.Conv2d(c2, c3, 3, padding=pad)
+        self.bn = nn.BatchNorm2d(c3)
+        h, w = (conv_out(s, config.padding, pools=3) for s in config.image_size)
+        self.fc1 = nn.Linear(c3 * h * w, config.hidden)
+        self.fc2 = nn.Linear(config.hidden, config.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv3(x)), 2)
+        return F.relu(self.fc1(torch.flatten(self.bn(x), 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.features(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

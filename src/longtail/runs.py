@@ -1,0 +1,141 @@
+"""The run directory: config.json, metrics.jsonl, summary.json, checkpoint.pt.
+
+Every write goes to a temporary file in the same folder, is fsync'ed and renamed over the
+target, so a crash or a full disk leaves the previous version intact, never half a file.
+A run is finished exactly when summary.json exists.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from longtail.errors import LongtailError
+
+CHECKPOINT_FORMAT = "longtail-checkpoint/1"
+
+
+def _disk_error(path: Path, e: OSError) -> LongtailError:
+    if e.errno == errno.ENOSPC:
+        return LongtailError(f"no space left on the device while writing {path}; earlier files are intact")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return LongtailError(f"cannot write {path}: permission denied")
+    return LongtailError(f"cannot write {path}: {e.strerror or e}")
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temp file beside ``path``, then rename it into place."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _disk_error(path, e) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _disk_error(path, e) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    data = (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()
+    atomic_write(path, lambda f: f.write(data))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise LongtailError(f"{path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LongtailError(f"{path} is not valid JSON: {e}") from None
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a longtail checkpoint safely (``weights_only=True``: tensors and plain data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LongtailError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to unpickle safely means "not ours"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LongtailError(f"{path} is not a loadable longtail checkpoint ({first[:160]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise LongtailError(f"{path} is not a longtail checkpoint")
+    return state
+
+
+class RunDir:
+    """One run's folder. Only rank 0 of a distributed run should hold one."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    summary_path = property(lambda self: self.path / "summary.json")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+
+    @property
+    def finished(self) -> bool:
+        return self.summary_path.exists()
+
+    def prepare(self, config: dict, *, resume: bool = False) -> None:
+        """Create the folder for a new run; refuse to mix with another run's files."""
+        if self.path.exists() and not self.path.is_dir():
+            raise LongtailError(f"run directory {self.path} exists and is not a folder")
+        if self.finished and not resume:
+            raise LongtailError(f"{self.path} already holds a finished run; choose another --out or delete it")
+        if self.config_path.exists() and not resume:
+            raise LongtailError(f"{self.path} holds an unfinished run; pass --resume to continue it or choose another --out")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _disk_error(self.path, e) from None
+        if not os.access(self.path, os.W_OK):
+            raise LongtailError(f"cannot write to run directory {self.path}: permission denied")
+        if not self.config_path.exists():
+            write_json(self.config_path, config)
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text().splitlines():
+            if line.strip():
+                rows.append(json.loads(line))
+        return rows
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        """Rewrite metrics.jsonl whole: tiny, and atomic unlike an append."""
+        data = "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows).encode()
+        atomic_write(self.metrics_path, lambda f: f.write(data))
+
+    def write_summary(self, summary: dict) -> None:
+        write_json(self.summary_path, summary)
+
+    def read_summary(self) -> dict:
+        return read_json(self.summary_path)
+
+    def read_config(self) -> dict:
+        return read_json(self.config_path)
