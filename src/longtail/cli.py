@@ -36,6 +36,13 @@ FLAG_HELP = {
     "seed": "seed for initialisation, data order, augmentation and the imbalance draw",
     "split_seed": "seed of the validation split (kept fixed across run seeds)",
     "padding": "SeedCNN conv padding: same or valid",
+    "task": "pretext task: jigsaw",
+    "grid": "jigsaw grid: G cuts each image into GxG tiles (must divide the image size; 2 as in the seed)",
+    "sinkhorn_iters": "Sinkhorn row+column normalization rounds",
+    "tau": "Sinkhorn temperature (smaller: closer to a hard permutation)",
+    "gap": "anti-shortcut: crop each tile N px smaller at a random offset and resize back (0: off)",
+    "tile_norm": "anti-shortcut: standardize each tile per channel",
+    "grayscale": "anti-shortcut: probability of turning an image's tiles grey",
 }
 
 
@@ -106,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train and evaluate the seed CNN")
     train.add_argument("--config", metavar="FILE.toml", help="TOML file with any of these options (flags win)")
     add_config_flags(train, TrainConfig)
+
+    from longtail.pretrain import PRETRAIN_RECIPES, PretrainConfig
+
+    pretrain = sub.add_parser("pretrain", help="self-supervised jigsaw pretraining of the seed CNN's trunk")
+    pretrain.add_argument("--config", metavar="FILE.toml", help="TOML file with any of these options (flags win)")
+    pretrain.add_argument("--recipe", default=None, metavar="RECIPE",
+                          help=f"named defaults: {' or '.join(PRETRAIN_RECIPES)} (see docs/jigsaw.md)")
+    add_config_flags(pretrain, PretrainConfig, skip={"recipe"})
     return p
 
 
@@ -150,7 +165,18 @@ def cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data_info, "train": cmd_train}
+def cmd_pretrain(ns: argparse.Namespace) -> int:
+    from longtail.pretrain import PretrainConfig, resolve_pretrain_config, run_pretraining
+
+    cfg = resolve_pretrain_config(_cli_values(ns, PretrainConfig), ns.config)
+    s = run_pretraining(cfg)
+    print(f"{cfg.out}: test puzzles solved {s['test_puzzle_acc_hungarian']:.4f} (Hungarian) / "
+          f"{s['test_puzzle_acc_argmax']:.4f} (argmax), tiles placed {s['test_position_acc_hungarian']:.4f}, "
+          f"confidence {s['test_confidence']:.4f} (best epoch {s['best_epoch']} on validation)")
+    return 0
+
+
+COMMANDS = {"data": cmd_data_info, "train": cmd_train, "pretrain": cmd_pretrain}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,13 +5,17 @@ into plain PyTorch code. A loss that changes over training (deferred re-weightin
 ``set_epoch(epoch)``; the training loop calls it when present.
 
 To add one: write a builder ``f(ctx: LossContext) -> nn.Module`` and decorate it with
-``@register_loss("name")``.
+``@register_loss("name")``. Builders read their parameters from ``ctx.params`` through
+:func:`loss_params`, which rejects names a loss does not take. Formulas and references:
+docs/imbalance.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -86,13 +90,237 @@ class WeightedCrossEntropy(nn.Module):
         return weighted.sum() if self.reduction == "sum" else weighted.mean()
 
 
+def loss_params(ctx: LossContext, loss: str, defaults: dict) -> dict:
+    """``ctx.params`` over ``defaults``; unknown names and wrong types are errors naming them."""
+    unknown = [k for k in ctx.params if k not in defaults]
+    if unknown:
+        takes = ", ".join(defaults) if defaults else "no parameters"
+        raise LongtailError(f"loss {loss!r} has no parameter {unknown[0]!r} (it takes {takes})")
+    values = dict(defaults)
+    for key, value in ctx.params.items():
+        if isinstance(defaults[key], str):
+            if not isinstance(value, str):
+                raise LongtailError(f"loss parameter {key} must be text, got {value!r}")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise LongtailError(f"loss parameter {key} must be a number, got {value!r}")
+        values[key] = value
+    return values
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise LongtailError(message)
+
+
+def _checked_counts(class_counts: torch.Tensor) -> torch.Tensor:
+    counts = torch.as_tensor(class_counts).double()
+    if (counts <= 0).any():
+        raise LongtailError("every class needs at least one training sample for this loss")
+    return counts
+
+
+def inverse_frequency_weights(class_counts: torch.Tensor) -> torch.Tensor:
+    """The seed report's weights, w_j = sum_i N_i / N_j."""
+    counts = _checked_counts(class_counts)
+    return (counts.sum() / counts).float()
+
+
+def class_balanced_weights(class_counts: torch.Tensor, beta: float = 0.9999) -> torch.Tensor:
+    """Cui et al. 2019: w_j = 1 / E_j with effective number E_j = (1 - beta^n_j) / (1 - beta),
+    normalised so the weights sum to the number of classes."""
+    _check(0 <= beta < 1, f"beta must be in [0, 1), got {beta}")
+    counts = _checked_counts(class_counts)
+    w = (1 - beta) / (1 - torch.pow(torch.tensor(beta, dtype=torch.float64), counts))
+    return (w / w.sum() * counts.numel()).float()
+
+
+def log_prior(class_counts: torch.Tensor) -> torch.Tensor:
+    """log pi_j with pi_j = n_j / sum_k n_k, the training set's class prior."""
+    counts = _checked_counts(class_counts)
+    return (counts / counts.sum()).log().float()
+
+
+_REDUCTIONS = ("mean", "weighted_mean", "sum")
+
+
+def reduce_weighted(per_sample: torch.Tensor, weight: torch.Tensor | None, reduction: str) -> torch.Tensor:
+    """``mean``: (1/B) sum_i w_i l_i; ``weighted_mean``: sum_i w_i l_i / sum_i w_i; ``sum``: sum_i w_i l_i."""
+    _check(reduction in _REDUCTIONS, f"loss reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+    if weight is None:
+        return per_sample.sum() if reduction == "sum" else per_sample.mean()
+    weighted = per_sample * weight
+    if reduction == "weighted_mean":
+        return weighted.sum() / weight.sum()
+    return weighted.sum() if reduction == "sum" else weighted.mean()
+
+
+class WeightedCrossEntropy(nn.Module):
+    """Cross-entropy with a fixed weight per class.
+
+    ``reduction='weighted_mean'`` (default, PyTorch's convention): sum_i w_{y_i} l_i / sum_i w_{y_i},
+    so the loss scale does not depend on the weights' magnitude. ``'mean'``: (1/B) sum_i w_{y_i} l_i.
+    ``'sum'``: sum_i w_{y_i} l_i, as the seed report writes the formula.
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None, reduction: str = "weighted_mean",
+                 label_smoothing: float = 0.0):
+        super().__init__()
+        _check(reduction in _REDUCTIONS, f"loss reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+        self.register_buffer("weight", weight if weight is not None else None)
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.weight is None or self.reduction == "weighted_mean":
+            if self.weight is None and self.reduction == "sum":
+                return F.cross_entropy(logits, targets, reduction="sum", label_smoothing=self.label_smoothing)
+            return F.cross_entropy(logits, targets, weight=self.weight, label_smoothing=self.label_smoothing)
+        per_sample = F.cross_entropy(logits, targets, reduction="none", label_smoothing=self.label_smoothing)
+        return reduce_weighted(per_sample, self.weight[targets], self.reduction)
+
+
+class FocalLoss(nn.Module):
+    """Lin et al. 2017: l_i = -sum_j q_ij (1 - p_ij)^gamma log p_ij, with q_i the one-hot target
+    (label-smoothed: (1 - eps) one-hot + eps / C). gamma = 0 is (label-smoothed) cross-entropy.
+    An optional per-class ``weight`` multiplies l_i by w_{y_i} (the class-balanced focal loss)."""
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
+        super().__init__()
+        _check(gamma >= 0, f"focal gamma must not be negative, got {gamma}")
+        _check(reduction in _REDUCTIONS, f"loss reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+        self.gamma = float(gamma)
+        self.register_buffer("weight", weight)
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits.float(), dim=1)
+        q = F.one_hot(targets, logp.shape[1]).to(logp.dtype)
+        if self.label_smoothing:
+            q = q * (1 - self.label_smoothing) + self.label_smoothing / logp.shape[1]
+        terms = q * logp
+        if self.gamma:
+            terms = terms * (1 - logp.exp()).clamp_min(0) ** self.gamma
+        per_sample = -terms.sum(dim=1)
+        return reduce_weighted(per_sample, None if self.weight is None else self.weight[targets], self.reduction)
+
+
+class LDAMLoss(nn.Module):
+    """Cao et al. 2019, label-distribution-aware margins with deferred re-weighting (DRW).
+
+    The target logit is lowered by Delta_y = m * n_y^(-1/4) / max_j n_j^(-1/4) (largest margin m,
+    0.5 by default), the logits are scaled by s, then cross-entropy. From epoch ``drw_epoch``
+    (0-based; ``None``: never) the loss is weighted per class by ``drw_weight`` as in
+    ``F.cross_entropy`` (a weighted mean). ``set_epoch`` switches it.
+    """
+
+    def __init__(self, class_counts: torch.Tensor, max_margin: float = 0.5, s: float = 30.0,
+                 drw_epoch: int | None = None, drw_weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+        super().__init__()
+        _check(max_margin > 0, f"LDAM max_margin must be positive, got {max_margin}")
+        _check(s > 0, f"LDAM scale s must be positive, got {s}")
+        _check(drw_epoch is None or drw_epoch >= 0, f"drw_epoch must not be negative, got {drw_epoch}")
+        m = _checked_counts(class_counts) ** -0.25
+        self.register_buffer("margins", (m * (max_margin / m.max())).float())
+        self.register_buffer("drw_weight", drw_weight)
+        self.s = float(s)
+        self.drw_epoch = drw_epoch
+        self.label_smoothing = label_smoothing
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def reweighting(self) -> bool:
+        return self.drw_epoch is not None and self.drw_weight is not None and self.epoch >= self.drw_epoch
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        shifted = logits - F.one_hot(targets, logits.shape[1]).to(logits.dtype) * self.margins[targets, None]
+        return F.cross_entropy(self.s * shifted, targets, weight=self.drw_weight if self.reweighting else None,
+                               label_smoothing=self.label_smoothing)
+
+
+class LogitAdjustedLoss(nn.Module):
+    """Menon et al. 2021 (logit-adjusted loss): cross-entropy of z + tau * log(pi), pi the training
+    class prior. tau = 1 is the balanced softmax of Ren et al. 2020. Predict with plain argmax z."""
+
+    def __init__(self, class_counts: torch.Tensor, tau: float = 1.0, label_smoothing: float = 0.0):
+        super().__init__()
+        self.register_buffer("adjustment", tau * log_prior(class_counts))
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float() + self.adjustment, targets, label_smoothing=self.label_smoothing)
+
+
+class PosthocLogitAdjustment(nn.Module):
+    """Menon et al. 2021 (post-hoc): train with plain cross-entropy, predict argmax of
+    z - tau * log(pi). ``posthoc_adjustment`` holds tau * log(pi) for the predictor to subtract."""
+
+    def __init__(self, class_counts: torch.Tensor, tau: float = 1.0, label_smoothing: float = 0.0):
+        super().__init__()
+        self.register_buffer("posthoc_adjustment", tau * log_prior(class_counts))
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
+
+
 @register_loss("ce")
 def _ce(ctx: LossContext) -> nn.Module:
+    loss_params(ctx, "ce", {})
     return WeightedCrossEntropy(None, label_smoothing=ctx.label_smoothing)
 
 
 @register_loss("weighted")
 def _weighted(ctx: LossContext) -> nn.Module:
-    return WeightedCrossEntropy(inverse_frequency_weights(ctx.class_counts),
-                                reduction=ctx.params.get("reduction", "weighted_mean"),
+    p = loss_params(ctx, "weighted", {"reduction": "weighted_mean"})
+    return WeightedCrossEntropy(inverse_frequency_weights(ctx.class_counts), reduction=p["reduction"],
                                 label_smoothing=ctx.label_smoothing)
+
+
+@register_loss("cb")
+def _cb(ctx: LossContext) -> nn.Module:
+    # Cui et al. weight each sample's loss and average over the batch (reduction "mean"); gamma > 0
+    # gives their class-balanced focal loss, gamma = 0 (default) class-balanced cross-entropy.
+    p = loss_params(ctx, "cb", {"beta": 0.9999, "gamma": 0.0, "reduction": "mean"})
+    return FocalLoss(p["gamma"], class_balanced_weights(ctx.class_counts, p["beta"]), p["reduction"],
+                     ctx.label_smoothing)
+
+
+@register_loss("focal")
+def _focal(ctx: LossContext) -> nn.Module:
+    p = loss_params(ctx, "focal", {"gamma": 2.0})
+    return FocalLoss(p["gamma"], None, "mean", ctx.label_smoothing)
+
+
+@register_loss("ldam-drw")
+def _ldam_drw(ctx: LossContext) -> nn.Module:
+    # Cao et al. re-weight for the last 20% of training (epoch 160 of 200).
+    p = loss_params(ctx, "ldam-drw", {"max_margin": 0.5, "s": 30.0, "drw_epoch": ctx.epochs * 4 // 5,
+                                      "beta": 0.9999})
+    _check(float(p["drw_epoch"]).is_integer(), f"drw_epoch must be a whole epoch number, got {p['drw_epoch']}")
+    return LDAMLoss(ctx.class_counts, p["max_margin"], p["s"], int(p["drw_epoch"]),
+                    class_balanced_weights(ctx.class_counts, p["beta"]), ctx.label_smoothing)
+
+
+@register_loss("logit-adjust")
+def _logit_adjust(ctx: LossContext) -> nn.Module:
+    p = loss_params(ctx, "logit-adjust", {"tau": 1.0})
+    return LogitAdjustedLoss(ctx.class_counts, p["tau"], ctx.label_smoothing)
+
+
+@register_loss("balanced-softmax")
+def _balanced_softmax(ctx: LossContext) -> nn.Module:
+    loss_params(ctx, "balanced-softmax", {})
+    return LogitAdjustedLoss(ctx.class_counts, 1.0, ctx.label_smoothing)
+
+
+@register_loss("logit-adjust-posthoc")
+def _logit_adjust_posthoc(ctx: LossContext) -> nn.Module:
+    p = loss_params(ctx, "logit-adjust-posthoc", {"tau": 1.0})
+    return PosthocLogitAdjustment(ctx.class_counts, p["tau"], ctx.label_smoothing)

@@ -46,6 +46,8 @@ class PreparedData:
     kept_counts: list[int]  # per class, after the imbalance profile, before rebalancing
     kept_hash: str
     index_order: object = None
+    copy_mask: torch.Tensor | None = None  # samples re-augmented every epoch (rebalance copy-aug)
+    copy_augment: object = None
 
     @property
     def train_counts(self) -> list[int]:
@@ -80,7 +82,8 @@ def prepare_data(cfg: TrainConfig, ds: ImageDataset) -> PreparedData:
         sub = stratified_take(test_labels, cfg.limit_test, c, torch.Generator().manual_seed(cfg.split_seed + 2))
         test_images, test_labels = test_images[sub], test_labels[sub]
     return PreparedData(ds.classes, rb.images, rb.labels, ds.train_images[val_idx], ds.train_labels[val_idx],
-                        test_images, test_labels, kept_counts, indices_hash(train_idx), rb.index_order)
+                        test_images, test_labels, kept_counts, indices_hash(train_idx), rb.index_order,
+                        rb.copy_mask, rb.copy_augment)
 
 
 def build_model(cfg: TrainConfig, ds: ImageDataset) -> SeedCNN:
@@ -89,6 +92,33 @@ def build_model(cfg: TrainConfig, ds: ImageDataset) -> SeedCNN:
         return SeedCNN(SeedCNNConfig(in_channels=ch, num_classes=ds.num_classes, image_size=(h, w), padding=cfg.padding))
     except ValueError as e:
         raise LongtailError(f"{e} ({w}x{h} px with padding {cfg.padding!r})") from None
+
+
+def restore_state(run: RunDir, kind: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  scheduler) -> FitState:
+    """Load the run's last checkpoint into model, optimizer and scheduler; a fresh state if none.
+    Shared by classifier and jigsaw runs (``kind`` guards against resuming the other's folder)."""
+    if not run.checkpoint_path.exists():
+        return FitState()
+    ckpt = load_checkpoint(run.checkpoint_path)
+    if ckpt.get("kind") != kind:
+        raise LongtailError(f"{run.checkpoint_path} is a {ckpt.get('kind')} checkpoint; cannot resume a {kind} run from it")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None and ckpt.get("scheduler") is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    return FitState.from_dict(ckpt["fit_state"])
+
+
+def environment(device: torch.device, precision: str) -> dict:
+    """Where a run ran, for its summary: device, precision, threads, versions."""
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "versions": {"longtail": longtail.__version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
 
 
 def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
@@ -116,7 +146,8 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
     mean, std = channel_stats(data.train_images)
     common = dict(mean=mean, std=std, device=device)
     train = BatchLoader(data.train_images, data.train_labels, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                        augment=compose(cfg.augment), index_order=data.index_order, **common)
+                        augment=compose(cfg.augment), index_order=data.index_order,
+                        copy_mask=data.copy_mask, copy_augment=data.copy_augment, **common)
     val = BatchLoader(data.val_images, data.val_labels, EVAL_BATCH, **common)
     test = BatchLoader(data.test_images, data.test_labels, EVAL_BATCH, **common)
 
@@ -128,14 +159,7 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
 
     config_record = {**cfg.to_dict(), "precision_used": precision, "device_used": str(device)}
     run.prepare(config_record, resume=cfg.resume)
-    state = FitState()
-    if cfg.resume and run.checkpoint_path.exists():
-        ckpt = load_checkpoint(run.checkpoint_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and ckpt.get("scheduler") is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        state = FitState.from_dict(ckpt["fit_state"])
+    state = restore_state(run, "classifier", model, optimizer, scheduler) if cfg.resume else FitState()
 
     arch = {"name": "SeedCNN", **model.config.to_dict()}
 
@@ -182,11 +206,7 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
         "images_per_s": sum(r["images_per_s"] for r in state.history) / len(state.history),
         "wall_seconds": time.time() - started,
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint, "image_shape": list(ds.image_shape)},
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "precision": precision,
-        "threads": torch.get_num_threads(),
-        "versions": {"longtail": longtail.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        **environment(device, precision),
     }
     if transfer_log is not None:
         summary["transfer"] = transfer_log

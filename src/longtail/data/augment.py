@@ -21,6 +21,10 @@ def random_hflip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.T
     return torch.where(_coin(x, p, g), x.flip(-1), x)
 
 
+def random_vflip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    return torch.where(_coin(x, p, g), x.flip(-2), x)
+
+
 def random_crop(x: torch.Tensor, g: torch.Generator, padding: int = 4) -> torch.Tensor:
     """Pad by ``padding`` (reflect) and crop back at a random offset per image."""
     n, c, h, w = x.shape
@@ -60,6 +64,7 @@ def adjust_contrast(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tens
 
 AUGMENTATIONS: dict[str, BatchAugment] = {
     "flip": random_hflip,
+    "vflip": random_vflip,
     "crop": random_crop,
     "brightness": random_brightness,
     "contrast": random_contrast,

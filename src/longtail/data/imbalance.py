@@ -60,6 +60,8 @@ def step_profile(available: list[int], args: list[str]) -> list[int]:
     spec = "step:" + ":".join(args)
     ratio = _ratio(args[0], spec) if args and args[0] else 10.0
     c = len(available)
+    if len(args) > 2:
+        raise LongtailError(f"{spec!r}: the step profile takes a ratio and optionally the minority classes")
     minority = _class_set(args[1], c, spec) if len(args) > 1 else list(range(c // 2))
     return [math.floor(n / ratio) if j in minority else n for j, n in enumerate(available)]
 
@@ -67,10 +69,16 @@ def step_profile(available: list[int], args: list[str]) -> list[int]:
 @register_profile("exponential")
 def exponential_profile(available: list[int], args: list[str]) -> list[int]:
     """Cao et al. 2019: n_j = floor(n_max * ratio^(-j/(C-1))), never above what class j has."""
-    ratio = _ratio(args[0], "exponential:" + ":".join(args)) if args and args[0] else 100.0
+    spec = "exponential:" + ":".join(args)
+    ratio = _ratio(args[0], spec) if args and args[0] else 100.0
+    if len(args) > 1:
+        raise LongtailError(f"{spec!r}: the exponential profile takes only a ratio")
     c = len(available)
+    if c < 2:
+        raise LongtailError(f"{spec!r} needs at least two classes")
     n_max = max(available)
-    return [min(n, math.floor(n_max * ratio ** (-j / (c - 1)))) for j, n in enumerate(available)]
+    # The tiny epsilon keeps exact products (5000 * 100^-1 = 50) from flooring to 49 in floating point.
+    return [min(n, math.floor(n_max * ratio ** (-j / (c - 1)) + 1e-9)) for j, n in enumerate(available)]
 
 
 @register_profile("counts")
@@ -111,6 +119,16 @@ def apply_profile(labels: torch.Tensor, spec: str, num_classes: int, generator: 
         members = torch.nonzero(labels == j).flatten()
         kept.append(members[torch.randperm(members.numel(), generator=generator)[:n]])
     return torch.sort(torch.cat(kept)).values
+
+
+def minority_classes(counts: list[int]) -> list[int]:
+    """Classes with fewer than half the largest class's training samples.
+
+    The one definition used by the oversampling remedies (which classes get copies) and by the
+    study's minority/majority accuracies; with the seed's step:10 profile it is classes 0-4.
+    """
+    top = max(counts)
+    return [j for j, n in enumerate(counts) if n < top / 2]
 
 
 def indices_hash(indices: torch.Tensor) -> str:

@@ -42,6 +42,7 @@ class BatchLoader:
                  mean: list[float], std: list[float], shuffle: bool = False, seed: int = 0,
                  augment: BatchAugment | None = None, device: torch.device | str = "cpu",
                  channels_last: bool = True, index_order: IndexOrder | None = None,
+                 copy_mask: torch.Tensor | None = None, copy_augment: BatchAugment | None = None,
                  rank: int = 0, world_size: int = 1):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
@@ -54,6 +55,9 @@ class BatchLoader:
         self.augment = augment
         self.channels_last = channels_last
         self.index_order = index_order
+        # Oversampled copies flagged in copy_mask get copy_augment drawn afresh in every batch.
+        self.copy_mask = copy_mask.to(self.device) if copy_mask is not None else None
+        self.copy_augment = copy_augment
         self.rank, self.world_size = rank, world_size
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
@@ -85,6 +89,9 @@ class BatchLoader:
         for step in range(start_step, -(-idx.numel() // self.batch_size)):
             batch = idx[step * self.batch_size:(step + 1) * self.batch_size]
             x = self.images[batch].to(torch.float32).div_(255)
+            if self.copy_augment is not None and self.copy_mask is not None:
+                copies = self.copy_mask[batch]
+                x[copies] = self.copy_augment(x[copies], derived_generator(self.seed, epoch, step, 0xC0B))
             if self.augment is not None:
                 x = self.augment(x, derived_generator(self.seed, epoch, step, 0xA06))
             yield self.normalize(x), self.labels[batch]

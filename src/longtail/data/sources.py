@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import stat
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,6 +20,11 @@ import torch
 from torchvision.io import ImageReadMode, decode_image
 
 from longtail.errors import LongtailError
+
+# torchvision 0.29 points to TorchCodec for decoding; its still-supported decoders are what the
+# project uses (no extra dependency), so the notice is silenced here and not shown to users.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 
 MIN_IMAGE_SIDE = 16
 # A 32x32 JPEG is ~1 KB; anything above this is not a small-image dataset member and could be a

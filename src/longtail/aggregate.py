@@ -1,0 +1,127 @@
+"""Statistics over a study's finished runs: per-arm mean and standard deviation over seeds, and a
+paired comparison of every arm with a baseline arm. Pure functions of run summaries (summary.json).
+
+Standard deviations are sample standard deviations (ddof = 1); with one seed there is none (null).
+
+Minority and majority accuracy: a run's minority classes are those whose kept training count (after
+the imbalance profile, before rebalancing: summary["kept_class_counts"]) is below half the largest
+class's; majority classes are the rest. Each figure is the mean recall over its classes, null when
+the run has no such class (a balanced run has no minority classes).
+
+Noise rule of the paired comparison (same seeds in both arms, difference arm - baseline per seed):
+with n >= 3 paired seeds, the difference exceeds the seed-to-seed noise when a two-sided paired
+t-test (scipy.stats.ttest_rel) gives p < 0.05; with n = 2, when |mean difference| > 2 x the
+baseline's standard deviation over those seeds; with n = 1 it is undetermined (null).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+
+from scipy import stats
+
+from longtail.data.imbalance import minority_classes
+
+METRICS = ("test_acc", "test_balanced_acc", "test_macro_f1", "minority_acc", "majority_acc",
+           "best_test_acc_over_epochs")
+PAIRED_METRICS = ("test_acc", "test_balanced_acc")
+ALPHA = 0.05
+NOISE_RULE = ("paired t-test (scipy.stats.ttest_rel, two-sided) at 5% when n >= 3 seeds; "
+              "|mean diff| > 2 x baseline std when n = 2; undetermined when n = 1")
+MINORITY_RULE = "minority classes: kept training count < max kept count / 2 (per run); majority: the rest"
+
+
+def _mean_of(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def run_metrics(summary: dict) -> dict[str, float | None]:
+    """The aggregated figures of one finished run, minority/majority accuracy included."""
+    per_class = summary["per_class_acc"]
+    minority = set(minority_classes(summary["kept_class_counts"]))
+    out = {k: summary.get(k) for k in METRICS if k not in ("minority_acc", "majority_acc")}
+    out["minority_acc"] = _mean_of([a for j, a in enumerate(per_class) if j in minority]) if minority else None
+    out["majority_acc"] = _mean_of([a for j, a in enumerate(per_class) if j not in minority])
+    return out
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean and sample standard deviation (None with fewer than two values)."""
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "n": len(values)}
+
+
+def paired_comparison(arm: dict[int, float], baseline: dict[int, float]) -> dict:
+    """Difference arm - baseline over the seeds both have, and whether it exceeds the noise."""
+    seeds = sorted(set(arm) & set(baseline))
+    diffs = [arm[s] - baseline[s] for s in seeds]
+    n = len(diffs)
+    result = {"seeds": seeds, "n": n, **{f"diff_{k}": v for k, v in mean_std(diffs).items() if k != "n"},
+              "p_value": None, "exceeds_noise": None, "rule": None}
+    if n >= 3:
+        if statistics.pstdev(diffs) == 0:  # identical differences: the t statistic is undefined
+            p = 1.0 if diffs[0] == 0 else 0.0
+        else:
+            p = float(stats.ttest_rel([arm[s] for s in seeds], [baseline[s] for s in seeds]).pvalue)
+        result.update(p_value=p, exceeds_noise=p < ALPHA, rule="paired t-test, p < 0.05")
+    elif n == 2:
+        noise = statistics.stdev([baseline[s] for s in seeds])
+        result.update(exceeds_noise=abs(result["diff_mean"]) > 2 * noise, rule="|mean diff| > 2 x baseline std",
+                      baseline_std=noise)
+    elif n == 1:
+        result["rule"] = "one seed: no noise estimate"
+    return result
+
+
+def aggregate_runs(summaries: dict[str, dict[int, dict]], baseline: str | None) -> dict:
+    """``summaries[arm][seed]`` -> per-arm statistics and paired comparisons with ``baseline``."""
+    per_run = {arm: {seed: run_metrics(s) for seed, s in runs.items()} for arm, runs in summaries.items()}
+    arms = {}
+    for arm, runs in per_run.items():
+        entry = {"seeds": sorted(runs), "n_seeds": len(runs)}
+        for metric in METRICS:
+            values = [r[metric] for r in runs.values() if r[metric] is not None]
+            entry[metric] = mean_std(values)
+        entry["per_seed"] = {str(seed): runs[seed] for seed in sorted(runs)}
+        arms[arm] = entry
+    paired = {}
+    if baseline is not None and baseline in per_run:
+        base = per_run[baseline]
+        for arm, runs in per_run.items():
+            if arm == baseline:
+                continue
+            paired[arm] = {metric: paired_comparison(
+                {s: r[metric] for s, r in runs.items() if r[metric] is not None},
+                {s: r[metric] for s, r in base.items() if r[metric] is not None}) for metric in PAIRED_METRICS}
+    return {"arms": arms, "baseline": baseline, "paired": paired, "noise_rule": NOISE_RULE,
+            "minority_rule": MINORITY_RULE, "std": "sample standard deviation over seeds (ddof=1)"}
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def results_csv(aggregate: dict) -> str:
+    """One row per arm: mean and std of every metric, then the paired comparison's figures."""
+    header = ["arm", "n_seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    header += [f"{m}_vs_baseline_{k}" for m in PAIRED_METRICS for k in ("diff_mean", "diff_std", "p_value", "exceeds_noise")]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for arm, entry in aggregate["arms"].items():
+        row = [arm, entry["n_seeds"]] + [_fmt(entry[m][s]) for m in METRICS for s in ("mean", "std")]
+        paired = aggregate["paired"].get(arm, {})
+        row += [_fmt(paired.get(m, {}).get(k)) for m in PAIRED_METRICS
+                for k in ("diff_mean", "diff_std", "p_value", "exceeds_noise")]
+        writer.writerow(row)
+    return buf.getvalue()

@@ -1,0 +1,75 @@
+"""The jigsaw task for the training loop: a batch of images -> puzzles -> loss; a split -> metrics.
+
+Class labels are ignored: the label of a puzzle is its permutation matrix. Training puzzles are
+drawn from a generator derived from (run seed, epoch, step), so a resumed run sees the puzzles it
+would have seen; evaluation puzzles come from a constant, so every epoch is scored on the same ones.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from longtail.data.loader import BatchLoader, derived_generator
+from longtail.device import autocast
+from longtail.jigsaw.metrics import jigsaw_metrics
+from longtail.jigsaw.sinkhorn import DEFAULT_ITERS, DEFAULT_TAU, log_sinkhorn
+from longtail.jigsaw.tiles import TileOptions, make_puzzles
+
+TRAIN_STREAM = 0x7165  # tags the training-puzzle stream among a step's random streams
+EVAL_SEED = 0xE7A1  # the constant the evaluation puzzles derive from
+
+
+def permutation_bce(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy between the doubly-stochastic matrix exp(log_probs) and the permutation
+    matrix, averaged over every entry; computed in fp32 whatever autocast is active."""
+    with torch.autocast(log_probs.device.type, enabled=False):
+        return F.binary_cross_entropy(log_probs.float().exp(), target.float())
+
+
+class JigsawTask:
+    def __init__(self, grid: int = 2, tile_options: TileOptions = TileOptions(),
+                 sinkhorn_iters: int = DEFAULT_ITERS, tau: float = DEFAULT_TAU):
+        self.grid = grid
+        self.tile_options = tile_options
+        self.sinkhorn_iters = sinkhorn_iters
+        self.tau = tau
+
+    def start_epoch(self, epoch: int) -> None:
+        pass
+
+    def log_assignment(self, model: nn.Module, tiles: torch.Tensor) -> torch.Tensor:
+        """Log of the doubly-stochastic tile->position matrix; Sinkhorn runs in fp32, since bf16's
+        8-bit mantissa cannot hold the row and column sums near 1."""
+        scores = model(tiles)
+        with torch.autocast(scores.device.type, enabled=False):
+            return log_sinkhorn(scores.float(), self.sinkhorn_iters, self.tau)
+
+    def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
+        tiles, target = make_puzzles(x, self.grid, derived_generator(*step_seed, TRAIN_STREAM), self.tile_options)
+        return permutation_bce(self.log_assignment(model, tiles), target)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, loader: BatchLoader, precision: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(log doubly-stochastic outputs, permutation-matrix targets, mean loss) over a split's
+        fixed puzzles."""
+        was_training = model.training
+        model.eval()
+        outputs, targets, loss_sum, count = [], [], 0.0, 0
+        for step, (x, _) in enumerate(loader.epoch(0)):
+            tiles, target = make_puzzles(x, self.grid, derived_generator(EVAL_SEED, step), self.tile_options,
+                                         train=False)
+            with autocast(loader.device, precision):
+                log_probs = self.log_assignment(model, tiles)
+            loss_sum += float(permutation_bce(log_probs, target)) * x.shape[0]
+            count += x.shape[0]
+            outputs.append(log_probs.cpu())
+            targets.append(target.cpu())
+        model.train(was_training)
+        return torch.cat(outputs), torch.cat(targets), loss_sum / max(count, 1)
+
+    def evaluate(self, model: nn.Module, loader: BatchLoader, precision: str) -> dict:
+        log_probs, target, loss = self.predict(model, loader, precision)
+        metrics = jigsaw_metrics(log_probs, target)
+        return {"loss": loss, **metrics, "score": metrics["puzzle_acc_hungarian"]}

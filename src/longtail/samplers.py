@@ -1,0 +1,80 @@
+"""Class-aware samplers for long-tailed training sets, as plain ``torch.utils.data.Sampler``s.
+
+Each epoch draws ``num_samples`` indices with replacement so that class j is picked with
+probability proportional to n_j^q (n_j: its number of samples), then a sample uniformly within
+the class. q = 0 is class-balanced sampling, q = 1/2 square-root sampling (Mahajan et al. 2018;
+Kang et al. 2020, "Decoupling representation and classifier"), q = 1 plain instance sampling.
+
+They work in any PyTorch code::
+
+    sampler = ClassBalancedSampler(train_labels, seed=0)
+    loader = DataLoader(dataset, batch_size=128, sampler=sampler)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)  # a fresh draw per epoch, reproducible from (seed, epoch)
+        for x, y in loader: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+from longtail.data.loader import derived_generator
+from longtail.errors import LongtailError
+
+
+class ClassAwareSampler(Sampler[int]):
+    """Samples with replacement, class j with probability n_j^power / sum_k n_k^power."""
+
+    def __init__(self, labels: Sequence[int] | torch.Tensor, power: float, num_samples: int | None = None,
+                 seed: int = 0):
+        self.labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+        if self.labels.numel() == 0:
+            raise LongtailError("a class-aware sampler needs at least one label")
+        if (self.labels < 0).any():
+            raise LongtailError("class labels must be non-negative integers")
+        if num_samples is not None and num_samples <= 0:
+            raise LongtailError(f"num_samples must be positive, got {num_samples}")
+        self.power = float(power)
+        self.num_samples = int(num_samples) if num_samples is not None else int(self.labels.numel())
+        self.seed = seed
+        self.epoch = 0
+        counts = torch.bincount(self.labels).double()
+        self.class_counts = counts
+        # Per-sample weight p_j / n_j: picking class j, then one of its n_j samples uniformly.
+        self.sample_weights = (self.class_probabilities() / counts.clamp_min(1))[self.labels]
+
+    def class_probabilities(self) -> torch.Tensor:
+        """Probability of drawing each class (0 for classes absent from ``labels``)."""
+        present = self.class_counts > 0
+        mass = torch.where(present, self.class_counts.clamp_min(1) ** self.power, torch.zeros_like(self.class_counts))
+        return mass / mass.sum()
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """One epoch's indices."""
+        return torch.multinomial(self.sample_weights, self.num_samples, replacement=True, generator=generator)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.draw(derived_generator(self.seed, self.epoch, 0x5A)).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ClassBalancedSampler(ClassAwareSampler):
+    """Every class equally likely per draw (q = 0)."""
+
+    def __init__(self, labels: Sequence[int] | torch.Tensor, num_samples: int | None = None, seed: int = 0):
+        super().__init__(labels, 0.0, num_samples, seed)
+
+
+class SquareRootSampler(ClassAwareSampler):
+    """Class j drawn with probability proportional to sqrt(n_j) (q = 1/2)."""
+
+    def __init__(self, labels: Sequence[int] | torch.Tensor, num_samples: int | None = None, seed: int = 0):
+        super().__init__(labels, 0.5, num_samples, seed)

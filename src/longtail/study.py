@@ -1,0 +1,328 @@
+"""A study: a grid of arms x seeds from one TOML file, each cell a normal run directory, then the
+per-arm statistics over seeds. File format (docs/imbalance.md)::
+
+    name = "seed-imbalance"
+    seeds = [0, 1, 2]
+    baseline = "imbalanced"      # optional; default: the arm named "imbalanced", if any
+    [defaults]                   # TrainConfig keys shared by all arms
+    recipe = "seed"
+    [[arms]]
+    name = "balanced"            # then TrainConfig keys overriding the defaults
+    [pretrain]                   # optional: PretrainConfig keys; one pretraining run per seed
+    epochs = 10
+    [[arms]]
+    name = "jigsaw-init"
+    init = "pretrain"            # that seed's pretraining checkpoint
+
+Layout: OUT/study.json (the resolved grid), OUT/runs/<arm>/seed-<n>/, OUT/pretrain/seed-<n>/,
+OUT/aggregate.json and OUT/results.csv. Every run uses resume=True, so a rerun skips finished runs
+and continues interrupted ones.
+
+The three pieces a scheduler needs are separate: :func:`grid` (the ordered cells),
+:func:`run_cell` (one cell), :func:`collect` (statistics of whatever has finished).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from longtail.config import TrainConfig, check_mapping, load_toml, resolve_train_config
+from longtail.errors import LongtailError
+from longtail.runs import RunDir, read_json, write_json
+
+STUDY_KEYS = ("name", "seeds", "baseline", "defaults", "arms", "pretrain")
+# Set per cell by the study itself; a study file that sets them is in error.
+CELL_KEYS = {"seed": "use seeds = [...] at the top of the file", "out": "runs go to OUT/runs/<arm>/seed-<n>",
+             "resume": "study runs always resume", "quiet": "use --quiet"}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+PRETRAIN_INIT = "pretrain"
+# Keys that may differ between a run directory's config.json and a rerun without changing the run.
+UNCOMPARED = {"out", "quiet", "resume", "threads", "checkpoint_every", "device", "precision", "data"}
+
+
+@dataclass
+class Study:
+    name: str
+    seeds: list[int]
+    defaults: dict
+    arms: list[tuple[str, dict]]
+    pretrain: dict | None
+    baseline: str | None
+    out: Path
+    data: str
+    source: str
+    quiet: bool = False
+
+
+@dataclass
+class Cell:
+    """One run of the grid. ``group`` keeps a pretraining run and the runs that need it together."""
+
+    kind: str  # "train" or "pretrain"
+    arm: str
+    seed: int
+    run_dir: Path
+    config: Any  # TrainConfig, or longtail.pretrain.PretrainConfig
+    group: tuple
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm} seed {self.seed}"
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise LongtailError(f"{what} must be a name of letters, digits, '.', '_', '+' or '-', got {value!r}")
+    return value
+
+
+def parse_seeds(value: Any, where: str) -> list[int]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           and s >= 0 for s in value):
+        raise LongtailError(f"seeds in {where} must be a non-empty list of non-negative integers, got {value!r}")
+    if len(set(value)) != len(value):
+        raise LongtailError(f"seeds in {where} repeat a seed: {value!r}")
+    return list(value)
+
+
+def _table(raw: dict, key: str, path: str) -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise LongtailError(f"[{key}] in {path} must be a table")
+    return value
+
+
+def _check_train_keys(mapping: dict, where: str) -> dict:
+    for key in mapping:
+        name = key.replace("-", "_")
+        if name in CELL_KEYS:
+            raise LongtailError(f"key {key!r} in {where} is set by the study ({CELL_KEYS[name]})")
+    return check_mapping(TrainConfig, mapping, where)
+
+
+def load_study(path: str | Path, *, data: str | None = None, out: str | Path | None = None,
+               seeds: list[int] | None = None, quiet: bool = False) -> Study:
+    """Read and check a study file; ``data``, ``out`` and ``seeds`` (from the CLI) override it."""
+    path = str(path)
+    raw = load_toml(path)
+    unknown = [k for k in raw if k not in STUDY_KEYS]
+    if unknown:
+        raise LongtailError(f"unknown key {unknown[0]!r} in {path} (a study file holds {', '.join(STUDY_KEYS)})")
+    if "name" not in raw:
+        raise LongtailError(f"{path} has no name = \"...\"")
+    name = _name(raw["name"], f"name in {path}")
+    defaults = _check_train_keys(_table(raw, "defaults", path), f"[defaults] of {path}")
+    arms_raw = raw.get("arms")
+    if not isinstance(arms_raw, list) or not arms_raw or not all(isinstance(a, dict) for a in arms_raw):
+        raise LongtailError(f"{path} needs at least one [[arms]] table")
+    arms = []
+    for i, arm in enumerate(arms_raw, 1):
+        if "name" not in arm:
+            raise LongtailError(f"arm #{i} in {path} has no name")
+        arm_name = _name(arm["name"], f"the name of arm #{i} in {path}")
+        if any(arm_name == a for a, _ in arms):
+            raise LongtailError(f"two arms in {path} are named {arm_name!r}")
+        overrides = {k: v for k, v in arm.items() if k != "name"}
+        where = f"arm {arm_name!r} of {path}"
+        if "data" in overrides:
+            raise LongtailError(f"key 'data' in {where}: one study uses one dataset (set it in [defaults] or with --data)")
+        arms.append((arm_name, _check_train_keys(overrides, where)))
+    pretrain = raw.get("pretrain")
+    if pretrain is not None and not isinstance(pretrain, dict):
+        raise LongtailError(f"[pretrain] in {path} must be a table")
+    for arm_name, overrides in arms:
+        if overrides.get("init") == PRETRAIN_INIT and pretrain is None:
+            raise LongtailError(f"arm {arm_name!r} of {path} has init = \"pretrain\" but the file has no [pretrain] table")
+    names = [a for a, _ in arms]
+    baseline = raw.get("baseline", "imbalanced" if "imbalanced" in names else None)
+    if baseline is not None and baseline not in names:
+        raise LongtailError(f"baseline {baseline!r} in {path} is not one of its arms ({', '.join(names)})")
+    return Study(name=name, seeds=parse_seeds(seeds if seeds is not None else raw.get("seeds", [0, 1, 2]),
+                                              "--seeds" if seeds is not None else path),
+                 defaults=defaults, arms=arms, pretrain=pretrain, baseline=baseline,
+                 out=Path(out) if out is not None else Path("runs") / name,
+                 data=data if data is not None else defaults.get("data", TrainConfig.data), source=path, quiet=quiet)
+
+
+def _pretrain_module():
+    try:
+        import longtail.pretrain as pretrain
+    except ImportError as e:
+        raise LongtailError(f"this study has a [pretrain] table but jigsaw pretraining is not available ({e})") from None
+    return pretrain
+
+
+def pretrain_dir(study: Study, seed: int) -> Path:
+    return study.out / "pretrain" / f"seed-{seed}"
+
+
+def run_dir(study: Study, arm: str, seed: int) -> Path:
+    return study.out / "runs" / arm / f"seed-{seed}"
+
+
+def grid(study: Study) -> list[Cell]:
+    """Every cell of the study in run order: seed by seed (so each finished seed is a complete
+    comparison), a seed's pretraining first, then its arms in file order."""
+    cells = []
+    for seed in study.seeds:
+        if study.pretrain is not None:
+            module = _pretrain_module()
+            base = {**study.pretrain, "data": study.data, "seed": seed, "out": str(pretrain_dir(study, seed)),
+                    "quiet": study.quiet, "resume": True}
+            cells.append(Cell("pretrain", "pretrain", seed, pretrain_dir(study, seed),
+                              module.resolve_pretrain_config(base=base), ("pretrain", seed)))
+        for arm, overrides in study.arms:
+            values = {**study.defaults, **overrides, "data": study.data, "seed": seed,
+                      "out": str(run_dir(study, arm, seed)), "resume": True, "quiet": study.quiet}
+            group: tuple = (arm, seed)
+            if values.get("init") == PRETRAIN_INIT:
+                values["init"] = str(pretrain_dir(study, seed) / "checkpoint.pt")
+                group = ("pretrain", seed)
+            try:
+                config = resolve_train_config(base=values)
+            except LongtailError as e:
+                raise LongtailError(f"arm {arm!r}: {e}") from None
+            cells.append(Cell("train", arm, seed, run_dir(study, arm, seed), config, group))
+    return cells
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 1 <= K <= N."""
+    k, sep, n = text.partition("/")
+    try:
+        k_i, n_i = int(k), int(n)
+    except ValueError:
+        k_i = n_i = 0
+    if not sep or not 1 <= k_i <= n_i:
+        raise LongtailError(f"--shard must look like K/N with 1 <= K <= N, got {text!r}")
+    return k_i, n_i
+
+
+def shard(cells: list[Cell], k: int, n: int) -> list[Cell]:
+    """The K-th of N slices (1-based): groups dealt round-robin in grid order, so the assignment
+    depends only on the study file and every slice gets a near-equal share."""
+    groups = list(dict.fromkeys(c.group for c in cells))
+    mine = {g for i, g in enumerate(groups) if i % n == k - 1}
+    return [c for c in cells if c.group in mine]
+
+
+def check_cell(cell: Cell, num_classes: int, train_counts: list[int]) -> None:
+    """Catch a bad method name or parameter before hours of other runs, not after."""
+    if cell.kind != "train":
+        return
+    import torch
+
+    from longtail.data.augment import compose
+    from longtail.data.imbalance import profile_counts
+    from longtail.data.rebalance import REBALANCERS
+    from longtail.losses import LossContext, build_loss
+
+    cfg = cell.config
+    try:
+        if cfg.imbalance:
+            profile_counts(cfg.imbalance, train_counts)
+        if cfg.rebalance not in REBALANCERS:
+            raise LongtailError(f"unknown rebalance method {cfg.rebalance!r}; choose from {', '.join(REBALANCERS)}")
+        build_loss(cfg.loss, LossContext(torch.ones(num_classes), cfg.epochs, cfg.label_smoothing, cfg.loss_params))
+        compose(cfg.augment)
+    except LongtailError as e:
+        raise LongtailError(f"arm {cell.arm!r}: {e}") from None
+
+
+def _check_same_config(cell: Cell) -> None:
+    """A rerun must not silently continue or reuse a run made with other settings."""
+    run = RunDir(cell.run_dir)
+    if not run.config_path.exists() or not dataclasses.is_dataclass(cell.config):
+        return
+    old = run.read_config()
+    for key, value in dataclasses.asdict(cell.config).items():
+        if key in UNCOMPARED or key not in old:
+            continue
+        if old[key] != value:
+            raise LongtailError(f"{cell.run_dir} was made with {key} = {old[key]!r} but the study now says {value!r}; "
+                                "delete that run directory or choose another --out")
+
+
+def run_cell(cell: Cell, dataset) -> dict:
+    """Run (or resume, or skip if finished) one cell; returns its summary."""
+    _check_same_config(cell)
+    if cell.kind == "pretrain":
+        return _pretrain_module().run_pretraining(cell.config, dataset)
+    from longtail.runner import run_training
+
+    return run_training(cell.config, dataset)
+
+
+def study_record(study: Study, cells: list[Cell]) -> dict:
+    return {
+        "name": study.name, "source": study.source, "seeds": study.seeds, "baseline": study.baseline,
+        "data": study.data, "arms": [name for name, _ in study.arms], "pretrain": study.pretrain,
+        "cells": [{"kind": c.kind, "arm": c.arm, "seed": c.seed, "run_dir": str(c.run_dir.relative_to(study.out)),
+                   "config": dataclasses.asdict(c.config)} for c in cells],
+    }
+
+
+def collect(study: Study, cells: list[Cell]) -> tuple[dict, list[Cell]]:
+    """Aggregate the finished runs into OUT/aggregate.json and OUT/results.csv; return the
+    aggregate and the cells still missing. Runs of different datasets are an error."""
+    from longtail.aggregate import aggregate_runs, results_csv
+    from longtail.runs import atomic_write
+
+    summaries: dict[str, dict[int, dict]] = {arm: {} for arm, _ in study.arms}
+    missing, fingerprints = [], {}
+    for cell in cells:
+        run = RunDir(cell.run_dir)
+        if not run.finished:
+            missing.append(cell)
+            continue
+        if cell.kind != "train":
+            continue
+        summary = run.read_summary()
+        fingerprints[cell.label] = summary.get("dataset", {}).get("fingerprint")
+        summaries[cell.arm][cell.seed] = summary
+    if len(set(fingerprints.values())) > 1:
+        (a, fa), (b, fb) = next(((x, y) for x in fingerprints.items() for y in fingerprints.items() if x[1] != y[1]))
+        raise LongtailError(f"runs of different datasets in {study.out}: {a} used {str(fa)[:16]}, {b} used {str(fb)[:16]}")
+    aggregate = aggregate_runs({arm: runs for arm, runs in summaries.items() if runs}, study.baseline)
+    aggregate["study"] = study.name
+    aggregate["missing"] = [str(c.run_dir.relative_to(study.out)) for c in missing]
+    write_json(study.out / "aggregate.json", aggregate)
+    csv_text = results_csv(aggregate).encode()
+    atomic_write(study.out / "results.csv", lambda f: f.write(csv_text))
+    return aggregate, missing
+
+
+def run_study(study: Study, *, shard_spec: tuple[int, int] | None = None,
+              log: Callable[[str], None] = print) -> tuple[dict | None, list[Cell]]:
+    """Load the data once, run this shard's cells (all of them without a shard), then aggregate
+    when the whole grid has finished. Returns (aggregate or None, cells still missing)."""
+    from longtail.data.sources import load_dataset
+
+    cells = grid(study)
+    write_json(study.out / "study.json", study_record(study, cells))
+    mine = shard(cells, *shard_spec) if shard_spec else cells
+    dataset = load_dataset(study.data)
+    import torch
+
+    counts = torch.bincount(dataset.train_labels, minlength=dataset.num_classes).tolist()
+    for cell in mine:
+        check_cell(cell, dataset.num_classes, counts)
+    for cell in mine:
+        was_finished = RunDir(cell.run_dir).finished
+        started = time.time()
+        summary = run_cell(cell, dataset)
+        if not study.quiet:
+            took = "finished earlier" if was_finished else f"{time.time() - started:.0f} s"
+            figure = f"test acc {summary['test_acc']:.4f}" if "test_acc" in summary else "pretraining done"
+            log(f"{cell.arm:<20} seed {cell.seed}  {figure}  ({took})")
+    missing = [c for c in cells if not RunDir(c.run_dir).finished]
+    if missing:
+        return None, missing
+    aggregate, _ = collect(study, cells)
+    return aggregate, []

@@ -1,0 +1,67 @@
+"""Jigsaw trunk -> classifier weights, by an explicit layer map (the seed report's table 2).
+
+conv1, conv2, conv3 and fc1 (1024 -> 64) carry over; BatchNorm is not transferred (the jigsaw
+net normalizes un-pooled tile features, the classifier pooled image features) and neither is
+the last layer (puzzle scores vs classes).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from longtail.errors import LongtailError
+from longtail.models.seed_cnn import SeedCNN
+from longtail.runs import load_checkpoint
+
+# classifier layer <- jigsaw trunk layer
+LAYER_MAP: dict[str, str] = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1"}
+NOT_TRANSFERRED = ("bn", "fc2")
+
+
+def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool = False) -> dict:
+    """Copy the mapped layers of a jigsaw checkpoint into ``model`` (frozen if asked), print the
+    layer map to stderr and return it as a JSON-ready dict for the run's summary."""
+    path = Path(checkpoint_path)
+    ckpt = load_checkpoint(path)
+    kind = ckpt.get("kind")
+    arch = ckpt.get("arch") or {}
+    if kind != "jigsaw" or arch.get("name") != "JigsawNet":
+        described = f"a {kind} checkpoint ({arch.get('name', 'unknown architecture')})" if kind else "not a pretraining checkpoint"
+        raise LongtailError(f"--init {path} is {described}; give the checkpoint.pt of a `longtail pretrain --task jigsaw` run")
+    weights = ckpt["model"]
+    pairs = []
+    for dst, src in LAYER_MAP.items():
+        layer = getattr(model, dst)
+        for param in ("weight", "bias"):
+            key = f"{src}.{param}"
+            if key not in weights:
+                raise LongtailError(f"--init {path} has no {key}; it is not a complete jigsaw checkpoint")
+            source, target = weights[key], getattr(layer, param)
+            if source.shape != target.shape:
+                raise LongtailError(
+                    f"cannot transfer {src}.{param}: the jigsaw net has shape {list(source.shape)}, the classifier "
+                    f"{list(target.shape)} (pretrain a {arch.get('grid', '?')}x{arch.get('grid', '?')} grid on "
+                    "images twice the tile size, and train with padding 'same')")
+            pairs.append((target, source))
+    # Every shape is checked before anything is copied, so a refusal leaves the model as it was.
+    with torch.no_grad():
+        for target, source in pairs:
+            target.copy_(source.to(target.device, target.dtype))
+    layers = []
+    for name, module in model.named_children():
+        shape = list(module.weight.shape) if hasattr(module, "weight") else []
+        if name in LAYER_MAP:
+            if freeze:
+                module.requires_grad_(False)
+            status = "frozen" if freeze else "transferred"
+            source = LAYER_MAP[name]
+        else:
+            status, source = "random init", None
+        layers.append({"name": name, "shape": shape, "status": status, "from": source})
+    for row in layers:
+        origin = f"<- jigsaw {row['from']}" if row["from"] else ""
+        print(f"transfer: {row['name']:<6} {str(row['shape']):<18} {row['status']:<12} {origin}".rstrip(), file=sys.stderr)
+    return {"checkpoint": str(path), "freeze": freeze, "pretrain_grid": arch.get("grid"), "layers": layers}

@@ -1,0 +1,29 @@
+import pytest
+import torch
+
+from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig, count_parameters
+
+
+@pytest.mark.parametrize("channels,size,padding", [(3, (32, 32), "same"), (1, (28, 28), "same"),
+                                                   (3, (16, 16), "same"), (1, (48, 40), "valid"),
+                                                   (3, (32, 32), "valid")])
+def test_output_shape_for_rgb_grey_and_sizes(channels, size, padding):
+    model = SeedCNN(SeedCNNConfig(in_channels=channels, num_classes=7, image_size=size, padding=padding))
+    out = model(torch.randn(5, channels, *size))
+    assert out.shape == (5, 7)
+
+
+def test_seed_table_1_layer_shapes():
+    m = SeedCNN()
+    assert m.conv1.weight.shape == (32, 3, 3, 3)
+    assert m.conv2.weight.shape == (64, 32, 3, 3)
+    assert m.conv3.weight.shape == (64, 64, 3, 3)
+    assert m.fc1.weight.shape == (64, 1024)  # 64 channels x 4 x 4 after three pools
+    assert m.fc2.weight.shape == (10, 64)
+    # 896 + 18496 + 36928 + 128 (bn) + 65600 + 650
+    assert count_parameters(m) == 122698
+
+
+def test_valid_padding_shrinks_flatten_size():
+    m = SeedCNN(SeedCNNConfig(padding="valid"))
+    assert m.fc1.in_features == 64 * 2 * 2  # 32 -> 30 -> 15 -> 13 -> 6 -> 4 -> 2

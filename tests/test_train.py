@@ -1,0 +1,71 @@
+"""End-to-end classifier runs on a few thousand real CIFAR-10 images."""
+
+import json
+
+import pytest
+import torch
+
+from longtail.config import resolve_train_config
+from longtail.runner import run_training
+from longtail.runs import load_checkpoint
+
+SMALL = dict(limit_train=4000, val_size=1000, limit_test=2000, quiet=True)
+TIMING_KEYS = {"seconds", "images_per_s"}
+
+
+def _cfg(cifar_zip, out, **kw):
+    return resolve_train_config({"data": str(cifar_zip), "out": str(out), **SMALL, **kw})
+
+
+@pytest.fixture(scope="module")
+def fast_run(cifar, cifar_zip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fast") / "run"
+    summary = run_training(_cfg(cifar_zip, out, epochs=2), cifar)
+    return out, summary
+
+
+def test_two_epochs_on_4000_images_beat_35_percent(fast_run):
+    _, summary = fast_run
+    assert summary["test_acc"] > 0.35
+    assert summary["n_train"] == 4000 and summary["n_val"] == 1000 and summary["n_test"] == 2000
+    assert summary["train_class_counts"] == [400] * 10
+
+
+def test_run_directory_contents(fast_run):
+    out, summary = fast_run
+    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "summary.json", "checkpoint.pt"}
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("lr", "train_loss", "val_loss", "val_acc", "val_balanced_acc", "seconds", "images_per_s", "test_acc"):
+        assert all(isinstance(r[key], float) for r in rows), key
+    assert summary["best_test_acc_over_epochs"] == max(r["test_acc"] for r in rows)
+    assert summary["val_acc"] == rows[summary["best_epoch"] - 1]["val_acc"]
+    cm = torch.tensor(summary["confusion"])
+    assert int(cm.sum()) == 2000 and abs(cm.diagonal().sum().item() / 2000 - summary["test_acc"]) < 1e-12
+    for key in ("test_balanced_acc", "test_macro_f1", "per_class_acc", "n_params", "wall_seconds", "versions",
+                "device", "kept_class_counts"):
+        assert key in summary
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["kind"] == "classifier" and ckpt["arch"]["name"] == "SeedCNN"
+
+
+def test_same_seed_same_numbers(cifar, cifar_zip, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        cfg = _cfg(cifar_zip, tmp_path / name, epochs=1, limit_train=1000, recipe="seed", seed=11)
+        run_training(cfg, cifar)
+        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        runs.append(([{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows],
+                     load_checkpoint(tmp_path / name / "checkpoint.pt")["model"]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+    other = _cfg(cifar_zip, tmp_path / "c", epochs=1, limit_train=1000, recipe="seed", seed=12)
+    assert run_training(other, cifar)["test_acc"] != json.loads((tmp_path / "a" / "summary.json").read_text())["test_acc"]
+
+
+def test_grayscale_non_square_folder_trains(tiny_folder, tmp_path):
+    data = tiny_folder(tmp_path / "g", classes=3, per_class=20, size=(24, 20), channels=1)
+    cfg = resolve_train_config({"data": str(data), "out": str(tmp_path / "run"), "epochs": 1, "quiet": True,
+                                "batch_size": 16, "val_size": 6})
+    summary = run_training(cfg)
+    assert summary["dataset"]["image_shape"] == [1, 24, 20] and len(summary["per_class_acc"]) == 3
