@@ -8,6 +8,7 @@ from torch import nn
 
 from longtail.data.loader import BatchLoader
 from longtail.device import autocast
+from longtail.distributed import all_reduce_sum
 from longtail.metrics import classification_report, confusion_matrix
 
 
@@ -26,25 +27,30 @@ class ClassificationTask:
         return self.loss_fn(model(x).float(), y)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, loader: BatchLoader, precision: str) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """(targets, predictions, mean plain cross-entropy) over the whole split."""
+    def confusion(self, model: nn.Module, loader: BatchLoader, precision: str) -> tuple[torch.Tensor, float]:
+        """(confusion matrix, mean plain cross-entropy) over the whole split.
+
+        Under torchrun each rank sees a share of the split; the matrices and loss sums are added
+        across ranks, so the figures are those of the whole split, not averages of averages.
+        """
         was_training = model.training
         model.eval()
-        targets, preds, loss_sum = [], [], 0.0
+        cm = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+        loss_sum = torch.zeros((), dtype=torch.float64)
         for x, y in loader.epoch(0):
             with autocast(loader.device, precision):
                 logits = model(x).float()
             # Validation loss is plain cross-entropy for every arm, so curves compare across losses.
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double().cpu()
             if self.logit_adjustment is not None:
                 logits = logits - self.logit_adjustment.to(logits.device)
-            targets.append(y)
-            preds.append(logits.argmax(dim=1))
+            cm += confusion_matrix(y, logits.argmax(dim=1), self.num_classes)
         model.train(was_training)
-        t, p = torch.cat(targets), torch.cat(preds)
-        return t, p, loss_sum / max(t.numel(), 1)
+        cm = all_reduce_sum(cm)
+        total = float(all_reduce_sum(loss_sum))
+        return cm, total / max(int(cm.sum()), 1)
 
     def evaluate(self, model: nn.Module, loader: BatchLoader, precision: str) -> dict:
-        targets, preds, loss = self.predict(model, loader, precision)
-        report = classification_report(confusion_matrix(targets, preds, self.num_classes))
+        cm, loss = self.confusion(model, loader, precision)
+        report = classification_report(cm)
         return {"loss": loss, **report, "score": report["balanced_acc"]}

@@ -6,6 +6,7 @@ Every problem with the user's input ends as one line, ``longtail: error: ...``, 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import types
 import typing
@@ -24,12 +25,14 @@ FLAG_HELP = {
     "limit_train": "use only N training images (stratified), for quick runs",
     "limit_test": "evaluate on N test images (stratified), for quick runs",
     "imbalance": "remove training samples first: step:RATIO[:CLASSES], exponential:RATIO, counts:N0,N1,...",
-    "rebalance": "oversampling or sampling method (none, copy, aug, ...; see README)",
-    "loss": "loss function (ce, weighted, cb, focal, ldam-drw, balanced-softmax, ...; see README)",
+    "rebalance": "none, copy, aug, aug-only, copy-aug, class-balanced or sqrt (docs/imbalance.md)",
+    "loss": "ce, weighted, cb, focal, ldam-drw, logit-adjust, balanced-softmax or logit-adjust-posthoc "
+            "(docs/imbalance.md)",
     "loss_params": "extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2",
     "init": "initialise from a jigsaw pretraining checkpoint (DIR/checkpoint.pt)",
     "transfer": "with --init: finetune all layers, or freeze the transferred ones",
-    "threads": "CPU threads for this process",
+    "threads": "CPU threads for this process (under torchrun: default, an equal share of the cores)",
+    "sync_bn": "under torchrun on GPUs: synchronise BatchNorm statistics across processes",
     "checkpoint_every": "also checkpoint every N steps (epochs always end with one)",
     "quiet": "no progress bars",
     "resume": "continue an interrupted run in --out from its last checkpoint",
@@ -61,6 +64,13 @@ def _parse_kv(text: str) -> tuple[str, object]:
         except ValueError:
             pass
     return key, value
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _list(text: str) -> list[str]:
@@ -121,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--recipe", default=None, metavar="RECIPE",
                           help=f"named defaults: {' or '.join(PRETRAIN_RECIPES)} (see docs/jigsaw.md)")
     add_config_flags(pretrain, PretrainConfig, skip={"recipe"})
+
+    study = sub.add_parser("study", help="run a grid of arms x seeds from a TOML study file, then aggregate")
+    study.add_argument("file", metavar="FILE.toml", help="study file (see configs/ and docs/imbalance.md)")
+    study.add_argument("--data", default=None, help=FLAG_HELP["data"] + " (overrides the study file's)")
+    study.add_argument("--out", default=None, metavar="DIR", help="study folder (default runs/<study name>)")
+    study.add_argument("--seeds", type=_seed_list, default=None, metavar="0,1,2", help="seeds, overriding the file's")
+    study.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
+    study.add_argument("--shard", default=None, metavar="K/N", help="run only the K-th of N slices of the grid")
+    study.add_argument("--collect", action="store_true",
+                       help="run nothing: aggregate the finished runs and list the missing ones")
+
+    report = sub.add_parser("report", help="write report.html and SVG/PDF figures for a study or run folder")
+    report.add_argument("dir", metavar="DIR", help="a study folder (longtail study --out) or one run folder")
     return p
 
 
@@ -153,12 +176,19 @@ def cmd_data_info(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _main_process() -> bool:
+    """Under torchrun, rank 0 speaks for all."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def cmd_train(ns: argparse.Namespace) -> int:
     from longtail.config import resolve_train_config
     from longtail.runner import run_training
 
     cfg = resolve_train_config(_cli_values(ns, TrainConfig), ns.config)
     summary = run_training(cfg)
+    if not _main_process():
+        return 0
     print(f"{cfg.out}: test acc {summary['test_acc']:.4f}, balanced {summary['test_balanced_acc']:.4f}, "
           f"macro-F1 {summary['test_macro_f1']:.4f} (best epoch {summary['best_epoch']} on validation; "
           f"best test acc over epochs {summary['best_test_acc_over_epochs']:.4f})")
@@ -170,13 +200,40 @@ def cmd_pretrain(ns: argparse.Namespace) -> int:
 
     cfg = resolve_pretrain_config(_cli_values(ns, PretrainConfig), ns.config)
     s = run_pretraining(cfg)
+    if not _main_process():
+        return 0
     print(f"{cfg.out}: test puzzles solved {s['test_puzzle_acc_hungarian']:.4f} (Hungarian) / "
           f"{s['test_puzzle_acc_argmax']:.4f} (argmax), tiles placed {s['test_position_acc_hungarian']:.4f}, "
           f"confidence {s['test_confidence']:.4f} (best epoch {s['best_epoch']} on validation)")
     return 0
 
 
-COMMANDS = {"data": cmd_data_info, "train": cmd_train, "pretrain": cmd_pretrain}
+def cmd_study(ns: argparse.Namespace) -> int:
+    from longtail.study import collect, grid, load_study, parse_shard, run_study
+
+    study = load_study(ns.file, data=ns.data, out=ns.out, seeds=ns.seeds, quiet=ns.quiet)
+    if ns.collect:
+        _, missing = collect(study, grid(study))
+    else:
+        _, missing = run_study(study, shard_spec=parse_shard(ns.shard) if ns.shard else None)
+    for cell in missing:
+        print(f"missing: {cell.run_dir}", file=sys.stderr)
+    if missing and ns.collect:
+        return 1  # a script waiting for the other shards can test for this
+    if not missing:
+        print(f"{study.out}: results in aggregate.json and results.csv")
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from longtail.report import write_report
+
+    print(write_report(ns.dir, note=lambda line: print(f"longtail: note: {line}", file=sys.stderr)))
+    return 0
+
+
+COMMANDS = {"data": cmd_data_info, "train": cmd_train, "pretrain": cmd_pretrain, "study": cmd_study,
+            "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("longtail: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "longtail.distributed" in sys.modules:
+            sys.modules["longtail.distributed"].teardown()
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class TrainConfig:
     init: str | None = None
     transfer: str = "finetune"
     threads: int | None = None
+    sync_bn: bool = False
     checkpoint_every: int | None = None
     quiet: bool = False
     resume: bool = False

@@ -13,9 +13,9 @@ from longtail.errors import LongtailError
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise LongtailError("--device cuda was asked for, but PyTorch sees no CUDA device here")
-    if name not in ("cpu", "cuda"):
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise LongtailError(f"device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
 

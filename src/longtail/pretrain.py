@@ -117,12 +117,13 @@ def run_pretraining(cfg: PretrainConfig, dataset: ImageDataset | None = None) ->
     from longtail.data.augment import compose
     from longtail.data.loader import BatchLoader, channel_stats
     from longtail.data.sources import load_dataset
-    from longtail.device import resolve_device, resolve_precision
+    from longtail.device import resolve_precision
     from longtail.jigsaw.task import JigsawTask
     from longtail.jigsaw.tiles import TileOptions, tile_size
     from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
     from longtail.models.seed_cnn import count_parameters
-    from longtail.runner import EVAL_BATCH, environment, prepare_data, restore_state
+    from longtail.runner import (EVAL_BATCH, data_parallel, environment, finish_run, open_run, prepare_data,
+                                 restore_state, start_process)
     from longtail.runs import RunDir, save_checkpoint
     from longtail.train import FitOptions, build_optimizer, build_scheduler, fit
 
@@ -132,9 +133,7 @@ def run_pretraining(cfg: PretrainConfig, dataset: ImageDataset | None = None) ->
     if cfg.resume and run.finished:
         return run.read_summary()
     started = time.time()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    ctx, device = start_process(cfg.device, cfg.threads, cfg.batch_size)
     precision = resolve_precision(cfg.precision, device)
     ds = dataset if dataset is not None else load_dataset(cfg.data)
     channels, height, width = ds.image_shape
@@ -152,8 +151,11 @@ def run_pretraining(cfg: PretrainConfig, dataset: ImageDataset | None = None) ->
 
     mean, std = channel_stats(data.train_images)
     common = dict(mean=mean, std=std, device=device)
-    train = BatchLoader(data.train_images, data.train_labels, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                        augment=compose(cfg.augment), **common)
+    # Training is sharded over torchrun's ranks; evaluation is not: every rank scores the whole
+    # split with the same weights (and rank 0's BatchNorm statistics), so the figures agree.
+    train = BatchLoader(data.train_images, data.train_labels, cfg.batch_size // ctx.world_size, shuffle=True,
+                        seed=cfg.seed, augment=compose(cfg.augment), rank=ctx.rank, world_size=ctx.world_size,
+                        **common)
     val = BatchLoader(data.val_images, data.val_labels, EVAL_BATCH, **common)
     test = BatchLoader(data.test_images, data.test_labels, EVAL_BATCH, **common)
 
@@ -161,7 +163,9 @@ def run_pretraining(cfg: PretrainConfig, dataset: ImageDataset | None = None) ->
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.lr, cfg.epochs * len(train))
 
-    run.prepare({**cfg.to_dict(), "precision_used": precision, "device_used": str(device)}, resume=cfg.resume)
+    config_record = {**cfg.to_dict(), "precision_used": precision, "device_used": str(device),
+                     "dataset_fingerprint": ds.fingerprint, "world_size": ctx.world_size}
+    open_run(run, config_record, cfg.resume, ctx)
     state = restore_state(run, "jigsaw", model, optimizer, scheduler) if cfg.resume else None
     arch = {"name": "JigsawNet", **net_config.to_dict()}
 
@@ -171,10 +175,11 @@ def run_pretraining(cfg: PretrainConfig, dataset: ImageDataset | None = None) ->
             "scheduler": scheduler.state_dict() if scheduler is not None else None, "fit_state": s.to_dict(),
             "normalization": {"mean": mean, "std": std}, "config": cfg.to_dict()})
 
-    state = fit(model, task, train, val, optimizer, scheduler,
-                FitOptions(cfg.epochs, precision, device, cfg.seed, progress=not cfg.quiet,
+    state = fit(data_parallel(model, ctx, device), task, train, val, optimizer, scheduler,
+                FitOptions(cfg.epochs, precision, device, cfg.seed, progress=not cfg.quiet and ctx.is_main,
                            checkpoint_every=cfg.checkpoint_every),
-                state=state, save=save, log_epoch=lambda s: run.write_metrics(s.history))
+                state=state, save=save if ctx.is_main else None,
+                log_epoch=(lambda s: run.write_metrics(s.history)) if ctx.is_main else None)
 
     model.load_state_dict(state.best_model)
     test_figures = task.evaluate(model, test, precision)
@@ -203,7 +208,4 @@ def run_pretraining(cfg: PretrainConfig, dataset: ImageDataset | None = None) ->
     }
     if cfg.resume:
         summary["resumed"] = True
-    # The final checkpoint's "model" is the selected weights: transfer takes what was reported.
-    save(state)
-    run.write_summary(summary)
-    return summary
+    return finish_run(run, summary, save, state, ctx)

@@ -15,6 +15,7 @@ import torch
 import longtail
 from longtail.classify import ClassificationTask
 from longtail.config import TrainConfig
+from longtail import distributed
 from longtail.data.augment import compose
 from longtail.data.imbalance import apply_profile, indices_hash
 from longtail.data.loader import BatchLoader, channel_stats, derived_generator
@@ -24,7 +25,7 @@ from longtail.data.split import stratified_take, train_val_split
 from longtail.device import resolve_device, resolve_precision
 from longtail.errors import LongtailError
 from longtail.losses import LossContext, build_loss
-from longtail.metrics import classification_report, confusion_matrix
+from longtail.metrics import accuracy, classification_report
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig, count_parameters
 from longtail.runs import RunDir, load_checkpoint, save_checkpoint
 from longtail.train import FitOptions, FitState, build_optimizer, build_scheduler, fit
@@ -121,6 +122,54 @@ def environment(device: torch.device, precision: str) -> dict:
     }
 
 
+def start_process(device_name: str, threads: int | None, batch_size: int
+                  ) -> tuple[distributed.DistContext, torch.device]:
+    """Join torchrun's process group if there is one, set threads, choose the device."""
+    ctx, device_name = distributed.setup(device_name)
+    threads = threads or distributed.default_threads(ctx)
+    if threads:
+        torch.set_num_threads(threads)
+    if batch_size % ctx.world_size:
+        raise LongtailError(f"batch_size {batch_size} does not split evenly over {ctx.world_size} processes")
+    return ctx, resolve_device(device_name)
+
+
+def open_run(run: RunDir, config_record: dict, resume: bool, ctx: distributed.DistContext) -> None:
+    """Check a resumed run's settings on every rank; create the folder on rank 0 alone."""
+    if resume and run.config_path.exists():
+        check_same_run(run.read_config(), config_record, run)
+    if ctx.is_main:
+        run.prepare(config_record, resume=resume)
+    distributed.barrier()
+
+
+def data_parallel(model: torch.nn.Module, ctx: distributed.DistContext, device: torch.device) -> torch.nn.Module:
+    if not ctx.enabled:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def finish_run(run: RunDir, summary: dict, save, state: FitState, ctx: distributed.DistContext) -> dict:
+    """Write the final checkpoint (its "model" is the selected weights, what was tested) and summary."""
+    summary["world_size"] = ctx.world_size
+    if ctx.is_main:
+        save(state)
+        run.write_summary(summary)
+    distributed.barrier()
+    return summary
+
+
+# Settings that may differ between a run and its resumption without changing its numbers.
+VOLATILE_KEYS = {"resume", "quiet", "threads", "out", "data"}
+
+
+def check_same_run(stored: dict, current: dict, run: RunDir) -> None:
+    for key in sorted(set(stored) | set(current)):
+        if key not in VOLATILE_KEYS and stored.get(key) != current.get(key):
+            raise LongtailError(f"cannot resume {run.path}: it was started with {key}={stored.get(key)!r}, "
+                                f"now {key}={current.get(key)!r}")
+
+
 def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
     """Train, select on validation, test, and write the run directory. Returns the summary."""
     if cfg.out is None:
@@ -129,9 +178,7 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
     if cfg.resume and run.finished:
         return run.read_summary()
     started = time.time()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    ctx, device = start_process(cfg.device, cfg.threads, cfg.batch_size)
     precision = resolve_precision(cfg.precision, device)
     ds = dataset if dataset is not None else load_dataset(cfg.data)
     data = prepare_data(cfg, ds)
@@ -143,9 +190,17 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
 
         transfer_log = init_from_jigsaw(model, cfg.init, freeze=cfg.transfer == "freeze")
 
+    if cfg.sync_bn:
+        if device.type != "cuda" or not ctx.enabled:
+            raise LongtailError("--sync-bn needs several CUDA processes (torchrun on GPUs); PyTorch's SyncBatchNorm has no CPU version")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
     mean, std = channel_stats(data.train_images)
-    common = dict(mean=mean, std=std, device=device)
-    train = BatchLoader(data.train_images, data.train_labels, cfg.batch_size, shuffle=True, seed=cfg.seed,
+    # Under torchrun each rank takes every world_size-th sample of the same order: with the global
+    # batch split evenly, the ranks' step-k batches together are exactly a single process's batch k.
+    common = dict(mean=mean, std=std, device=device, rank=ctx.rank, world_size=ctx.world_size)
+    train = BatchLoader(data.train_images, data.train_labels, cfg.batch_size // ctx.world_size, shuffle=True,
+                        seed=cfg.seed,
                         augment=compose(cfg.augment), index_order=data.index_order,
                         copy_mask=data.copy_mask, copy_augment=data.copy_augment, **common)
     val = BatchLoader(data.val_images, data.val_labels, EVAL_BATCH, **common)
@@ -157,8 +212,9 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.lr, cfg.epochs * len(train))
 
-    config_record = {**cfg.to_dict(), "precision_used": precision, "device_used": str(device)}
-    run.prepare(config_record, resume=cfg.resume)
+    config_record = {**cfg.to_dict(), "precision_used": precision, "device_used": str(device),
+                     "dataset_fingerprint": ds.fingerprint, "world_size": ctx.world_size}
+    open_run(run, config_record, cfg.resume, ctx)
     state = restore_state(run, "classifier", model, optimizer, scheduler) if cfg.resume else FitState()
 
     arch = {"name": "SeedCNN", **model.config.to_dict()}
@@ -170,17 +226,17 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
             "classes": ds.classes, "normalization": {"mean": mean, "std": std}, "config": cfg.to_dict()})
 
     def test_acc(m) -> dict:
-        t, p, _ = task.predict(m, test, precision)
-        return {"test_acc": float((t == p).double().mean())}
+        return {"test_acc": accuracy(task.confusion(m, test, precision)[0])}
 
-    state = fit(model, task, train, val, optimizer, scheduler,
-                FitOptions(cfg.epochs, precision, device, cfg.seed, progress=not cfg.quiet,
+    state = fit(data_parallel(model, ctx, device), task, train, val, optimizer, scheduler,
+                FitOptions(cfg.epochs, precision, device, cfg.seed, progress=not cfg.quiet and ctx.is_main,
                            checkpoint_every=cfg.checkpoint_every),
-                state=state, save=save, log_epoch=lambda s: run.write_metrics(s.history), extra_eval=test_acc)
+                state=state, save=save if ctx.is_main else None,
+                log_epoch=(lambda s: run.write_metrics(s.history)) if ctx.is_main else None, extra_eval=test_acc)
 
     model.load_state_dict(state.best_model)
-    targets, preds, test_loss = task.predict(model, test, precision)
-    report = classification_report(confusion_matrix(targets, preds, ds.num_classes))
+    test_cm, test_loss = task.confusion(model, test, precision)
+    report = classification_report(test_cm)
     best_row = state.history[state.best_epoch]
     summary = {
         "finished": True,
@@ -213,7 +269,4 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
     if cfg.resume:
         # wall time of a resumed run covers only the last process; the epochs' own seconds add up the rest
         summary["resumed"] = True
-    # The final checkpoint's "model" is the selected (tested) weights, so inference uses what was reported.
-    save(state)
-    run.write_summary(summary)
-    return summary
+    return finish_run(run, summary, save, state, ctx)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from longtail.data.loader import BatchLoader
 from longtail.device import autocast, synchronize
+from longtail.distributed import all_reduce_sum, any_rank, broadcast_buffers
 from longtail.errors import LongtailError
 
 
@@ -84,6 +85,7 @@ def fit(model: nn.Module, task: Task, train: BatchLoader, val: BatchLoader, opti
     """
     state = state or FitState()
     stop = _StopFlag()
+    module = getattr(model, "module", model)  # the bare model inside DistributedDataParallel
     with stop.installed():
         while state.epoch < options.epochs:
             epoch = state.epoch
@@ -117,7 +119,8 @@ def fit(model: nn.Module, task: Task, train: BatchLoader, val: BatchLoader, opti
                 if bar.n % 10 == 0 or state.step == steps:
                     rate = (state.seen - seen_at_start) / max(time.perf_counter() - t0, 1e-9)
                     bar.set_postfix(loss=f"{state.loss_sum / max(state.seen, 1):.4f}", img_s=f"{rate:.0f}")
-                if stop.requested or (options.checkpoint_every and state.step % options.checkpoint_every == 0
+                stop_now = any_rank(stop.requested)  # every rank must leave at the same step
+                if stop_now or (options.checkpoint_every and state.step % options.checkpoint_every == 0
                                       and state.step < steps):
                     synchronize(options.device)
                     state.train_seconds += time.perf_counter() - t0
@@ -125,21 +128,24 @@ def fit(model: nn.Module, task: Task, train: BatchLoader, val: BatchLoader, opti
                     seen_at_start = state.seen
                     if save is not None:
                         save(state)
-                    if stop.requested:
+                    if stop_now:
                         bar.close()
                         raise TrainingInterrupted(
-                            f"stopped by {stop.signal_name} at epoch {epoch + 1}, step {state.step}; checkpoint written, "
+                            f"stopped by {stop.signal_name or 'another rank'} at epoch {epoch + 1}, step {state.step}; checkpoint written, "
                             "rerun the same command with --resume to continue")
             synchronize(options.device)
             epoch_seconds = state.train_seconds + time.perf_counter() - t0
             bar.close()
-            row = _epoch_row(state, epoch, optimizer, epoch_seconds, task.evaluate(model, val, options.precision))
+            broadcast_buffers(module)  # every rank evaluates with rank 0's BatchNorm statistics
+            row = _epoch_row(state, epoch, optimizer, epoch_seconds, task.evaluate(module, val, options.precision))
+            loss_sum, seen = all_reduce_sum(torch.tensor([state.loss_sum, float(state.seen)], dtype=torch.float64)).tolist()
+            row["train_loss"], row["images_per_s"] = loss_sum / max(seen, 1), seen / max(epoch_seconds, 1e-9)
             if extra_eval is not None:
-                row.update(extra_eval(model))
+                row.update(extra_eval(module))
             score = row.pop("_score")
             if score > state.best_score:
                 state.best_score, state.best_epoch = score, epoch
-                state.best_model = copy.deepcopy(model.state_dict())
+                state.best_model = copy.deepcopy(module.state_dict())
             state.history.append(row)
             state.epoch, state.step, state.loss_sum, state.seen, state.train_seconds = epoch + 1, 0, 0.0, 0, 0.0
             if save is not None:

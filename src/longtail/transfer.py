@@ -18,7 +18,6 @@ from longtail.runs import load_checkpoint
 
 # classifier layer <- jigsaw trunk layer
 LAYER_MAP: dict[str, str] = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1"}
-NOT_TRANSFERRED = ("bn", "fc2")
 
 
 def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool = False) -> dict:
@@ -29,8 +28,10 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
     kind = ckpt.get("kind")
     arch = ckpt.get("arch") or {}
     if kind != "jigsaw" or arch.get("name") != "JigsawNet":
-        described = f"a {kind} checkpoint ({arch.get('name', 'unknown architecture')})" if kind else "not a pretraining checkpoint"
-        raise LongtailError(f"--init {path} is {described}; give the checkpoint.pt of a `longtail pretrain --task jigsaw` run")
+        described = (f"a {kind} checkpoint ({arch.get('name', 'unknown architecture')})" if kind
+                     else "not a pretraining checkpoint")
+        raise LongtailError(f"--init {path} is {described}; "
+                            "give the checkpoint.pt of a `longtail pretrain --task jigsaw` run")
     weights = ckpt["model"]
     pairs = []
     for dst, src in LAYER_MAP.items():
@@ -43,8 +44,8 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
             if source.shape != target.shape:
                 raise LongtailError(
                     f"cannot transfer {src}.{param}: the jigsaw net has shape {list(source.shape)}, the classifier "
-                    f"{list(target.shape)} (pretrain a {arch.get('grid', '?')}x{arch.get('grid', '?')} grid on "
-                    "images twice the tile size, and train with padding 'same')")
+                    f"{list(target.shape)} (the trunk fits a classifier with padding 'same' on images twice the "
+                    f"size of its {'x'.join(map(str, arch.get('tile_size', ['?'])[::-1]))} px tiles)")
             pairs.append((target, source))
     # Every shape is checked before anything is copied, so a refusal leaves the model as it was.
     with torch.no_grad():
@@ -59,9 +60,10 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
             status = "frozen" if freeze else "transferred"
             source = LAYER_MAP[name]
         else:
-            status, source = "random init", None
+            status, source = "not transferred", None
         layers.append({"name": name, "shape": shape, "status": status, "from": source})
     for row in layers:
         origin = f"<- jigsaw {row['from']}" if row["from"] else ""
-        print(f"transfer: {row['name']:<6} {str(row['shape']):<18} {row['status']:<12} {origin}".rstrip(), file=sys.stderr)
+        line = f"transfer: {row['name']:<6} {str(row['shape']):<18} {row['status']:<15} {origin}"
+        print(line.rstrip(), file=sys.stderr)
     return {"checkpoint": str(path), "freeze": freeze, "pretrain_grid": arch.get("grid"), "layers": layers}

@@ -51,7 +51,8 @@ class JigsawTask:
         return permutation_bce(self.log_assignment(model, tiles), target)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, loader: BatchLoader, precision: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def predict(self, model: nn.Module, loader: BatchLoader,
+                precision: str) -> tuple[torch.Tensor, torch.Tensor, float]:
         """(log doubly-stochastic outputs, permutation-matrix targets, mean loss) over a split's
         fixed puzzles."""
         was_training = model.training

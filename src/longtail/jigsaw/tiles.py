@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 
 from longtail.errors import LongtailError
-
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
 @dataclass(frozen=True)
@@ -107,8 +106,7 @@ def random_grayscale(tiles: torch.Tensor, p: float, generator: torch.Generator) 
     """Turn all tiles of an image grey (luma in every channel) with probability ``p`` per image."""
     if tiles.shape[2] != 3:
         return tiles
-    weights = torch.tensor(GRAY_WEIGHTS, dtype=tiles.dtype, device=tiles.device).view(1, 1, 3, 1, 1)
-    grey = (tiles * weights).sum(dim=2, keepdim=True).expand_as(tiles)
+    grey = TF.rgb_to_grayscale(tiles.flatten(0, 1), num_output_channels=3).reshape(tiles.shape)
     coin = (torch.rand(tiles.shape[0], generator=generator) < p).to(tiles.device).view(-1, 1, 1, 1, 1)
     return torch.where(coin, grey, tiles)
 

@@ -1,0 +1,163 @@
+"""Jigsaw trunk -> classifier: the layer map, freezing, the CLI end to end, and refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from longtail.cli import main
+from longtail.errors import LongtailError
+from longtail.models.jigsaw_net import JigsawNet
+from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
+from longtail.runs import load_checkpoint, save_checkpoint
+from longtail.train import build_optimizer
+from longtail.transfer import LAYER_MAP, init_from_jigsaw
+
+TRANSFERRED = [f"{layer}.{p}" for layer in ("conv1", "conv2", "conv3", "fc1") for p in ("weight", "bias")]
+NOT_TRANSFERRED = ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "fc2.weight", "fc2.bias"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from conftest import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("img"), classes=3, per_class=12, size=32)
+
+
+@pytest.fixture(scope="module")
+def jigsaw_checkpoint(folder, tmp_path_factory):
+    """A real (tiny) pretraining run through the CLI: its checkpoint.pt."""
+    out = tmp_path_factory.mktemp("pre") / "run"
+    assert main(["pretrain", "--task", "jigsaw", "--data", str(folder), "--out", str(out), "--epochs", "1",
+                 "--quiet", "--batch-size", "16", "--precision", "fp32"]) == 0
+    return out / "checkpoint.pt"
+
+
+def test_layer_map_is_the_seed_reports_table_2():
+    assert LAYER_MAP == {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1"}
+
+
+def test_transfer_copies_the_trunk_and_leaves_bn_and_fc2(jigsaw_checkpoint, capsys):
+    trunk = load_checkpoint(jigsaw_checkpoint)["model"]
+    torch.manual_seed(0)
+    model = SeedCNN()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log = init_from_jigsaw(model, jigsaw_checkpoint, freeze=False)
+    after = model.state_dict()
+    for key in TRANSFERRED:
+        assert torch.equal(after[key], trunk[key]), key
+        assert not torch.equal(after[key], before[key]), key
+    for key in NOT_TRANSFERRED:
+        assert torch.equal(after[key], before[key]), key
+    assert all(p.requires_grad for p in model.parameters())
+    status = {row["name"]: row["status"] for row in log["layers"]}
+    assert status == {"conv1": "transferred", "conv2": "transferred", "conv3": "transferred", "bn": "not transferred",
+                      "fc1": "transferred", "fc2": "not transferred"}
+    assert [row["shape"] for row in log["layers"] if row["name"] == "fc1"] == [[64, 1024]]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 6 and all(line.startswith("transfer: ") for line in err)
+    assert "fc1" in err[4] and "[64, 1024]" in err[4] and "transferred" in err[4]
+
+
+def test_freeze_keeps_the_transferred_layers_through_a_training_step(jigsaw_checkpoint):
+    torch.manual_seed(0)
+    model = SeedCNN()
+    log = init_from_jigsaw(model, jigsaw_checkpoint, freeze=True)
+    assert {row["name"] for row in log["layers"] if row["status"] == "frozen"} == set(LAYER_MAP)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = build_optimizer(model, "sgd", 0.1, 5e-4)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    F.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    end = model.state_dict()
+    for key in TRANSFERRED:
+        assert torch.equal(end[key], start[key]), key
+    for key in ("bn.weight", "fc2.weight", "fc2.bias"):
+        assert not torch.equal(end[key], start[key]), key
+
+
+def test_train_with_init_end_to_end(folder, jigsaw_checkpoint, tmp_path):
+    import json
+
+    out = tmp_path / "cls"
+    assert main(["train", "--data", str(folder), "--out", str(out), "--recipe", "seed", "--epochs", "1", "--quiet",
+                 "--precision", "fp32", "--init", str(jigsaw_checkpoint), "--transfer", "freeze"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["transfer"]["freeze"] is True
+    assert {row["name"]: row["status"] for row in summary["transfer"]["layers"]}["conv2"] == "frozen"
+    trunk, trained = load_checkpoint(jigsaw_checkpoint)["model"], load_checkpoint(out / "checkpoint.pt")["model"]
+    for key in TRANSFERRED:
+        assert torch.equal(trained[key], trunk[key]), key
+
+
+def test_refused_transfer_leaves_the_model_untouched(jigsaw_checkpoint):
+    model = SeedCNN(SeedCNNConfig(padding="valid"))  # fc1 takes 64 * 2 * 2 inputs, the trunk gives 1024
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(LongtailError, match="cannot transfer fc1.weight"):
+        init_from_jigsaw(model, jigsaw_checkpoint, freeze=True)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def _one_line_error(capsys, argv: list[str], match: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("longtail: error: ") and err.count("\n") == 1, err
+    assert match in err, err
+
+
+def test_grid_that_does_not_divide_the_image_is_one_line(folder, tmp_path, capsys):
+    _one_line_error(capsys, ["pretrain", "--task", "jigsaw", "--data", str(folder), "--out", str(tmp_path / "p"),
+                             "--grid", "3"], "3x3 grid does not divide 32x32")
+    assert not (tmp_path / "p").exists()
+
+
+def test_unknown_task_is_one_line(folder, tmp_path, capsys):
+    _one_line_error(capsys, ["pretrain", "--task", "rotation", "--data", str(folder), "--out", str(tmp_path / "p")],
+                    "unknown pretraining task 'rotation'")
+
+
+def _classifier_checkpoint(path):
+    save_checkpoint(path, {"kind": "classifier", "arch": {"name": "SeedCNN"}, "model": SeedCNN().state_dict()})
+    return path
+
+
+def _jigsaw_checkpoint_from_16px_images(path):
+    # 8x8 tiles: fc1 takes 64 * 2 * 2 inputs, not the classifier's 1024
+    from longtail.models.jigsaw_net import JigsawNetConfig
+
+    net = JigsawNet(JigsawNetConfig(tile_size=(8, 8)))
+    save_checkpoint(path, {"kind": "jigsaw", "arch": {"name": "JigsawNet", **net.config.to_dict()},
+                           "model": net.state_dict()})
+    return path
+
+
+def _text_file(path):
+    path.write_text("not a checkpoint\n")
+    return path
+
+
+def _foreign_torch_file(path):
+    torch.save({"weights": torch.zeros(2)}, path)
+    return path
+
+
+def _missing_file(path):
+    return path.parent / "missing.pt"
+
+
+@pytest.mark.parametrize("make,match", [
+    (_classifier_checkpoint, "is a classifier checkpoint (SeedCNN)"),
+    (_jigsaw_checkpoint_from_16px_images, "cannot transfer fc1.weight: the jigsaw net has shape [64, 256], the "
+                                          "classifier [64, 1024] (the trunk fits a classifier with padding 'same' "
+                                          "on images twice the size of its 8x8 px tiles)"),
+    (_text_file, "is not a loadable longtail checkpoint"),
+    (_foreign_torch_file, "is not a longtail checkpoint"),
+    (_missing_file, "checkpoint not found"),
+])
+def test_bad_init_checkpoints_are_one_line(folder, tmp_path, capsys, make, match):
+    path = make(tmp_path / "init.pt")
+    _one_line_error(capsys, ["train", "--data", str(folder), "--out", str(tmp_path / "cls"), "--epochs", "1", "--quiet",
+                             "--init", str(path)], match)
+    assert not (tmp_path / "cls").exists()
