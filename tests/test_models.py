@@ -27,3 +27,12 @@ def test_seed_table_1_layer_shapes():
 def test_valid_padding_shrinks_flatten_size():
     m = SeedCNN(SeedCNNConfig(padding="valid"))
     assert m.fc1.in_features == 64 * 2 * 2  # 32 -> 30 -> 15 -> 13 -> 6 -> 4 -> 2
+
+
+def test_cosine_head_gives_cosine_similarities():
+    m = SeedCNN(SeedCNNConfig(head="cosine"))
+    x = torch.randn(6, 3, 32, 32)
+    out = m(x)
+    f = torch.nn.functional.normalize(m.features(x), dim=1)
+    w = torch.nn.functional.normalize(m.fc2.weight, dim=1)
+    assert torch.allclose(out, f @ w.T, atol=1e-6) and out.abs().max() <= 1 + 1e-6

@@ -41,8 +41,9 @@ def _mean_of(values: list[float | None]) -> float | None:
 
 def run_metrics(summary: dict) -> dict[str, float | None]:
     """The aggregated figures of one finished run, minority/majority accuracy included."""
-    per_class = summary["per_class_acc"]
-    minority = set(minority_classes(summary["kept_class_counts"]))
+    per_class = summary.get("per_class_acc") or []
+    kept = summary.get("kept_class_counts") or []
+    minority = set(minority_classes(kept)) if kept else set()
     out = {k: summary.get(k) for k in METRICS if k not in ("minority_acc", "majority_acc")}
     out["minority_acc"] = _mean_of([a for j, a in enumerate(per_class) if j in minority]) if minority else None
     out["majority_acc"] = _mean_of([a for j, a in enumerate(per_class) if j not in minority])

@@ -39,6 +39,7 @@ FLAG_HELP = {
     "seed": "seed for initialisation, data order, augmentation and the imbalance draw",
     "split_seed": "seed of the validation split (kept fixed across run seeds)",
     "padding": "SeedCNN conv padding: same or valid",
+    "head": "last layer: linear (the seed's) or cosine (normalised; what LDAM's s=30 assumes)",
     "task": "pretext task: jigsaw",
     "grid": "jigsaw grid: G cuts each image into GxG tiles (must divide the image size; 2 as in the seed)",
     "sinkhorn_iters": "Sinkhorn row+column normalization rounds",

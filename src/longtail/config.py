@@ -22,6 +22,7 @@ CHOICES = {
     "precision": ("auto", "bf16", "fp32"),
     "device": ("auto", "cpu", "cuda"),
     "padding": ("same", "valid"),
+    "head": ("linear", "cosine"),
     "transfer": ("finetune", "freeze"),
 }
 POSITIVE = {"epochs", "batch_size", "lr", "val_size", "limit_train", "limit_test", "threads", "checkpoint_every"}
@@ -52,6 +53,7 @@ class TrainConfig:
     limit_train: int | None = None
     limit_test: int | None = None
     padding: str = "same"
+    head: str = "linear"
     imbalance: str | None = None
     rebalance: str = "none"
     loss: str = "ce"

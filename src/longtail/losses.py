@@ -202,7 +202,8 @@ class FocalLoss(nn.Module):
             q = q * (1 - self.label_smoothing) + self.label_smoothing / logp.shape[1]
         terms = q * logp
         if self.gamma:
-            terms = terms * (1 - logp.exp()).clamp_min(0) ** self.gamma
+            # the floor keeps d/dp (1 - p)^gamma finite at p = 1 when gamma < 1 (else 0 * inf = nan)
+            terms = terms * (1 - logp.exp()).clamp_min(1e-12) ** self.gamma
         per_sample = -terms.sum(dim=1)
         return reduce_weighted(per_sample, None if self.weight is None else self.weight[targets], self.reduction)
 

@@ -90,7 +90,8 @@ def prepare_data(cfg: TrainConfig, ds: ImageDataset) -> PreparedData:
 def build_model(cfg: TrainConfig, ds: ImageDataset) -> SeedCNN:
     ch, h, w = ds.image_shape
     try:
-        return SeedCNN(SeedCNNConfig(in_channels=ch, num_classes=ds.num_classes, image_size=(h, w), padding=cfg.padding))
+        return SeedCNN(SeedCNNConfig(in_channels=ch, num_classes=ds.num_classes, image_size=(h, w), padding=cfg.padding,
+                                     head=cfg.head))
     except ValueError as e:
         raise LongtailError(f"{e} ({w}x{h} px with padding {cfg.padding!r})") from None
 

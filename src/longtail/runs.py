@@ -19,6 +19,8 @@ import torch
 from longtail.errors import LongtailError
 
 CHECKPOINT_FORMAT = "longtail-checkpoint/1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _disk_error(path: Path, e: OSError) -> LongtailError:
@@ -35,6 +37,7 @@ def atomic_write(path: Path, write) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be as readable as any file
     except OSError as e:
         raise _disk_error(path, e) from None
     try:

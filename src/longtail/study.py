@@ -34,7 +34,7 @@ from typing import Any
 
 from longtail.config import TrainConfig, check_mapping, load_toml, resolve_train_config
 from longtail.errors import LongtailError
-from longtail.runs import RunDir, read_json, write_json
+from longtail.runs import RunDir, write_json
 
 STUDY_KEYS = ("name", "seeds", "baseline", "defaults", "arms", "pretrain")
 # Set per cell by the study itself; a study file that sets them is in error.
@@ -231,6 +231,8 @@ def check_cell(cell: Cell, num_classes: int, train_counts: list[int]) -> None:
             raise LongtailError(f"unknown rebalance method {cfg.rebalance!r}; choose from {', '.join(REBALANCERS)}")
         build_loss(cfg.loss, LossContext(torch.ones(num_classes), cfg.epochs, cfg.label_smoothing, cfg.loss_params))
         compose(cfg.augment)
+        if cfg.init and cell.group[0] != "pretrain" and not Path(cfg.init).is_file():
+            raise LongtailError(f"init checkpoint not found: {cfg.init}")
     except LongtailError as e:
         raise LongtailError(f"arm {cell.arm!r}: {e}") from None
 
@@ -287,7 +289,8 @@ def collect(study: Study, cells: list[Cell]) -> tuple[dict, list[Cell]]:
         fingerprints[cell.label] = summary.get("dataset", {}).get("fingerprint")
         summaries[cell.arm][cell.seed] = summary
     if len(set(fingerprints.values())) > 1:
-        (a, fa), (b, fb) = next(((x, y) for x in fingerprints.items() for y in fingerprints.items() if x[1] != y[1]))
+        (a, fa) = next(iter(fingerprints.items()))
+        (b, fb) = next((label, f) for label, f in fingerprints.items() if f != fa)
         raise LongtailError(f"runs of different datasets in {study.out}: {a} used {str(fa)[:16]}, {b} used {str(fb)[:16]}")
     aggregate = aggregate_runs({arm: runs for arm, runs in summaries.items() if runs}, study.baseline)
     aggregate["study"] = study.name
@@ -305,7 +308,6 @@ def run_study(study: Study, *, shard_spec: tuple[int, int] | None = None,
     from longtail.data.sources import load_dataset
 
     cells = grid(study)
-    write_json(study.out / "study.json", study_record(study, cells))
     mine = shard(cells, *shard_spec) if shard_spec else cells
     dataset = load_dataset(study.data)
     import torch
@@ -313,6 +315,7 @@ def run_study(study: Study, *, shard_spec: tuple[int, int] | None = None,
     counts = torch.bincount(dataset.train_labels, minlength=dataset.num_classes).tolist()
     for cell in mine:
         check_cell(cell, dataset.num_classes, counts)
+    write_json(study.out / "study.json", study_record(study, cells))
     for cell in mine:
         was_finished = RunDir(cell.run_dir).finished
         started = time.time()

@@ -142,6 +142,10 @@ def fit(model: nn.Module, task: Task, train: BatchLoader, val: BatchLoader, opti
             row["train_loss"], row["images_per_s"] = loss_sum / max(seen, 1), seen / max(epoch_seconds, 1e-9)
             if extra_eval is not None:
                 row.update(extra_eval(module))
+            if not math.isfinite(row.get("val_loss", 0.0)):
+                # the last step of the epoch left non-finite weights: nothing of this epoch is kept
+                raise LongtailError(f"the validation loss became {row['val_loss']} after epoch {epoch + 1}; the "
+                                    "weights diverged and the last good checkpoint is kept (try a lower --lr)")
             score = row.pop("_score")
             if score > state.best_score:
                 state.best_score, state.best_epoch = score, epoch

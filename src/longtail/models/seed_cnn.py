@@ -22,6 +22,9 @@ class SeedCNNConfig:
     padding: str = "same"  # 'same' or 'valid'
     width: tuple[int, int, int] = (32, 64, 64)
     hidden: int = 64
+    # 'linear' (the seed's) or 'cosine': logits are cosine similarities between the normalised
+    # features and normalised class weights, in [-1, 1] -- the head LDAM's scale s=30 assumes.
+    head: str = "linear"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -51,6 +54,8 @@ class SeedCNN(nn.Module):
         super().__init__()
         if config.padding not in ("same", "valid"):
             raise ValueError(f"padding must be 'same' or 'valid', got {config.padding!r}")
+        if config.head not in ("linear", "cosine"):
+            raise ValueError(f"head must be 'linear' or 'cosine', got {config.head!r}")
         self.config = config
         c1, c2, c3 = config.width
         pad = 1 if config.padding == "same" else 0
@@ -69,7 +74,10 @@ class SeedCNN(nn.Module):
         return F.relu(self.fc1(torch.flatten(self.bn(x), 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.features(x))
+        features = self.features(x)
+        if self.config.head == "cosine":
+            return F.linear(F.normalize(features.float(), dim=1), F.normalize(self.fc2.weight.float(), dim=1))
+        return self.fc2(features)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,242 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot, no global backend) and
+saved as SVG and PDF. Every function takes a :class:`ReportData` and returns a Figure.
+
+Smoothed curves are exponential moving averages, s_t = 0.6 s_(t-1) + 0.4 x_t with s_1 = x_1
+(TensorBoard's smoothing at weight 0.6). Curves of an arm are the mean over its finished seeds,
+with a band of +- one standard deviation; partial runs are drawn dashed, one line each.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from longtail.report.collect import ReportData, RunRecord
+from longtail.runs import atomic_write
+
+SMOOTHING = 0.6
+SMOOTHING_TEXT = "exponential moving average, s_t = 0.6 s_(t-1) + 0.4 x_t (TensorBoard smoothing 0.6)"
+COLORS = matplotlib.colormaps["tab10"].colors
+
+
+def _t(text: object) -> str:
+    """Text for matplotlib: a '$' from data must not start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def ema(values: list[float], weight: float = SMOOTHING) -> list[float]:
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else weight * out[-1] + (1 - weight) * v)
+    return out
+
+
+def _series(run: RunRecord, key: str) -> tuple[list[int], list[float]]:
+    rows = [r for r in run.metrics if isinstance(r.get(key), (int, float))]
+    return [r["epoch"] for r in rows], [float(r[key]) for r in rows]
+
+
+def _mean_curve(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    series = [_series(r, key) for r in runs]
+    series = [s for s in series if s[0]]
+    if not series:
+        return None
+    n = min(len(x) for x, _ in series)
+    values = np.array([v[:n] for _, v in series])
+    return np.array(series[0][0][:n]), values.mean(axis=0), values.std(axis=0, ddof=1) if len(series) > 1 else None
+
+
+def _color(data: ReportData, arm: str):
+    # tab10 while it lasts, tab20 (pairs of shades) so up to 20 arms keep distinct colours
+    palette = COLORS if len(data.arms) <= len(COLORS) else matplotlib.colormaps["tab20"].colors
+    return palette[data.arms.index(arm) % len(palette)] if arm in data.arms else "grey"
+
+
+def _epoch_axis(ax) -> None:
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def _draw_arm_curves(ax, data: ReportData, key: str, smooth: bool) -> None:
+    f = ema if smooth else (lambda v: list(v))
+    for arm in data.arms:
+        color = _color(data, arm)
+        curve = _mean_curve(data.finished(arm), key)
+        if curve is not None:
+            x, mean, std = curve
+            n = len(data.finished(arm))
+            ax.plot(x, f(mean), color=color, marker="o", markersize=3, label=_t(f"{arm} (n={n})"))
+            if std is not None:
+                ax.fill_between(x, f(mean - std), f(mean + std), color=color, alpha=0.15, linewidth=0)
+        for run in data.runs:
+            if run.arm == arm and run.partial:
+                x, v = _series(run, key)
+                if x:
+                    ax.plot(x, f(v), color=color, linestyle="--", marker="x", markersize=3,
+                            label=_t(f"{run.label} (partial)"))
+
+
+def curves_figure(data: ReportData, key: str, ylabel: str) -> Figure:
+    """The seed's figures 3 and 4: one validation metric for all arms, raw and smoothed."""
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    for ax, smooth in zip(fig.subplots(1, 2), (False, True)):
+        _draw_arm_curves(ax, data, key, smooth)
+        ax.set_title("smoothed (EMA 0.6)" if smooth else "raw")
+        ax.set_ylabel(ylabel)
+        _epoch_axis(ax)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    return fig
+
+
+def arm_figure(data: ReportData, arm: str) -> Figure:
+    """The seed's figures 1 and 2 for one arm: losses and accuracies per epoch, one line per seed."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for i, run in enumerate(r for r in data.runs if r.arm == arm):
+        style = "--" if run.partial else "-"
+        tag = f"seed {run.seed}" + (" (partial)" if run.partial else "")
+        for ax, key, name, color in ((ax_loss, "train_loss", "train loss", COLORS[0]),
+                                     (ax_loss, "val_loss", "val loss", COLORS[1]),
+                                     (ax_acc, "val_acc", "val acc", COLORS[2]),
+                                     (ax_acc, "test_acc", "test acc", COLORS[3])):
+            x, v = _series(run, key)
+            if x:
+                ax.plot(x, v, linestyle=style, color=color, alpha=1.0 if i == 0 else 0.6, marker="o", markersize=2,
+                        label=_t(f"{name}, {tag}"))
+    for ax, ylabel in ((ax_loss, "loss (validation: plain cross-entropy)"), (ax_acc, "accuracy")):
+        ax.set_ylabel(ylabel)
+        _epoch_axis(ax)
+        ax.legend(fontsize=7)
+    fig.suptitle(_t(f"arm {arm}"))
+    return fig
+
+
+def _per_seed(runs: list[RunRecord], key: str) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in r.summary[key]] for r in runs], dtype=float)
+
+
+def per_class_figure(data: ReportData) -> Figure:
+    """Test recall of every class, mean over seeds (error bar: std), one bar per arm."""
+    arms = [a for a in data.arms if data.finished(a)]
+    classes = data.classes
+    fig = Figure(figsize=(max(8.0, 0.9 * len(classes) * max(1, len(arms)) / 3), 4.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(arms))
+    x = np.arange(len(classes))
+    for i, arm in enumerate(arms):
+        acc = _per_seed(data.finished(arm), "per_class_acc")
+        mean = np.nanmean(acc, axis=0)
+        err = np.nanstd(acc, axis=0, ddof=1) if acc.shape[0] > 1 else None
+        ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=err, color=_color(data, arm),
+               label=_t(arm), capsize=2)
+    ax.set_xticks(x, [_t(c) for c in classes], rotation=30, ha="right")
+    ax.set_ylabel("test accuracy of the class (recall)")
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=min(4, max(1, len(arms))))
+    return fig
+
+
+def confusion_figure(data: ReportData) -> Figure:
+    """Row-normalised test confusion matrices, summed over each arm's finished seeds."""
+    arms = [a for a in data.arms if data.finished(a)]
+    cols = min(3, len(arms))
+    rows = math.ceil(len(arms) / cols)
+    c = len(data.classes)
+    fig = Figure(figsize=(4.6 * cols, 4.3 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    image = None
+    for ax, arm in zip(axes, arms):
+        cm = np.sum([np.array(r.summary["confusion"], dtype=float) for r in data.finished(arm)], axis=0)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        if c <= 12:
+            for i in range(c):
+                for j in range(c):
+                    ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(c), [_t(n) for n in data.classes], rotation=90, fontsize=7)
+        ax.set_yticks(range(c), [_t(n) for n in data.classes], fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(_t(f"{arm} (n={len(data.finished(arm))})"), fontsize=9)
+    for ax in axes[len(arms):]:
+        ax.set_visible(False)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[:len(arms)]), shrink=0.6, label="fraction of the true class")
+    return fig
+
+
+def results_figure(data: ReportData) -> Figure:
+    """Per arm: test accuracy at the validation-selected epoch and the best test accuracy over epochs
+    (mean +- std over seeds), with the seed report's best accuracy where it has the arm."""
+    arms = [a for a in data.arms if a in data.aggregate["arms"]]
+    fig = Figure(figsize=(max(6.0, 1.1 * len(arms) + 2), 4.2), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(arms))
+    for offset, key, name, color in ((-0.2, "test_acc", "test acc (epoch chosen on validation)", COLORS[0]),
+                                     (0.2, "best_test_acc_over_epochs", "best test acc over epochs", COLORS[1])):
+        stats = [data.aggregate["arms"][a][key] for a in arms]
+        ax.bar(x + offset, [s["mean"] or 0 for s in stats], 0.4, color=color, label=name,
+               yerr=[s["std"] or 0 for s in stats], capsize=3)
+    seed = [(i, v) for i, a in enumerate(arms) if (v := data.seed_number(a)) is not None]
+    if seed:
+        ax.scatter([i + 0.2 for i, _ in seed], [v for _, v in seed], marker="D", color="black", zorder=3,
+                   label="seed report (best over epochs)")
+    ax.set_xticks(x, [_t(a) for a in arms], rotation=20, ha="right")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+PRETEXT_PANELS = (
+    ("loss", (("train_loss", "train"), ("val_loss", "validation"))),
+    ("tiles in the right place", (("val_position_acc_argmax", "argmax"), ("val_position_acc_hungarian", "Hungarian"))),
+    ("whole puzzles solved", (("val_puzzle_acc_argmax", "argmax"), ("val_puzzle_acc_hungarian", "Hungarian"))),
+    ("confidence (mean of Y at the true permutation)", (("val_confidence", "validation"),)),
+)
+
+
+def pretext_figure(data: ReportData) -> Figure:
+    """The jigsaw pretext curves (Homework 03, figure 3), one line per pretraining seed."""
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    for ax, (title, keys) in zip(fig.subplots(2, 2).ravel(), PRETEXT_PANELS):
+        for k, (key, name) in enumerate(keys):
+            for run in data.pretrain:
+                x, v = _series(run, key)
+                if x:
+                    tag = f"seed {run.seed}" + (" (partial)" if run.partial else "")
+                    ax.plot(x, v, color=COLORS[k], linestyle="--" if run.partial else "-", marker="o", markersize=2,
+                            alpha=0.9, label=_t(f"{name}, {tag}"))
+        ax.set_title(title, fontsize=10)
+        _epoch_axis(ax)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def safe_stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+
+
+def save_figure(fig: Figure, folder: Path, stem: str) -> bytes:
+    """Write ``stem``.svg and ``stem``.pdf into ``folder``; return the SVG's bytes."""
+    out = {}
+    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "longtail"}):
+        for fmt, metadata in (("svg", {"Date": None}), ("pdf", {"CreationDate": None})):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, metadata=metadata)
+            out[fmt] = buf.getvalue()
+    for fmt, content in out.items():
+        atomic_write(folder / f"{stem}.{fmt}", lambda f, c=content: f.write(c))
+    return out["svg"]

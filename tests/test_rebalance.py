@@ -1,0 +1,147 @@
+"""Rebalancers: class counts after copy/aug, each augmented copy as its operation says, samplers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from longtail.data.loader import BatchLoader
+from longtail.data.rebalance import (FIXED_OPS, fixed_augmented_copies, rebalance, replication_factors)
+from longtail.errors import LongtailError
+
+SEED_COUNTS = [45, 45, 450, 450]  # the seed's step:10 shape, minority 0-1, majority 2-3
+
+
+def _data(counts=SEED_COUNTS, size=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(len(counts)).repeat_interleave(torch.tensor(counts))
+    images = torch.randint(0, 256, (labels.numel(), 3, size, size), generator=g, dtype=torch.uint8)
+    return images, labels
+
+
+def _g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_copy_replicates_minority_to_the_majority_mean():
+    images, labels = _data()
+    rb = rebalance("copy", images, labels, 4, _g())
+    assert torch.bincount(rb.labels).tolist() == [450, 450, 450, 450]
+    # the seed: each minority image appears 10 times (9 extra copies), majority images once
+    times = torch.bincount(rb.source, minlength=labels.numel())
+    assert set(times[labels < 2].tolist()) == {10} and set(times[labels >= 2].tolist()) == {1}
+    assert torch.equal(rb.images, images[rb.source]) and torch.equal(rb.labels, labels[rb.source])
+    assert torch.equal(rb.images[:labels.numel()], images)  # the originals first, in order
+
+
+def test_replication_rounds_to_whole_copies():
+    # majority mean (400 + 500) / 2 = 450; 450 / 100 = 4.5 rounds to 4 (half to even), 450 / 30 = 15
+    assert replication_factors([100, 30, 400, 500]) == [4, 15, 1, 1]
+    assert replication_factors([100, 30, 400, 500], set_size=5) == [1, 3, 1, 1]
+
+
+def test_aug_is_five_variants_copied_once_more():
+    images, labels = _data()
+    rb = rebalance("aug", images, labels, 4, _g())
+    # 45 originals + 4 x 45 augmented = 225, copied once more: 450 (the seed's 10x)
+    assert torch.bincount(rb.labels).tolist() == [450, 450, 450, 450]
+    times = torch.bincount(rb.source, minlength=labels.numel())
+    assert set(times[labels < 2].tolist()) == {10} and set(times[labels >= 2].tolist()) == {1}
+
+
+def test_aug_only_adds_the_four_copies_and_nothing_more():
+    images, labels = _data()
+    rb = rebalance("aug-only", images, labels, 4, _g())
+    assert torch.bincount(rb.labels).tolist() == [225, 225, 450, 450]
+
+
+def test_aug_copies_of_one_image_are_its_flips_and_two_colour_changes():
+    images, labels = _data()
+    rb = rebalance("aug", images, labels, 4, _g())
+    src = images[0]
+    variants = rb.images[rb.source == 0]
+    assert len(variants) == 10
+    for expected in (src, src.flip(-1), src.flip(-2)):
+        assert sum(bool(torch.equal(v, expected)) for v in variants) == 2
+    # the other two pairs are the brightness and contrast copies: not a flip of the source
+    others = [v for v in variants if not any(torch.equal(v, e) for e in (src, src.flip(-1), src.flip(-2)))]
+    assert len(others) == 4
+
+
+def test_a_flipped_copy_flipped_back_is_its_source():
+    images, _ = _data([3, 3])
+    ones = torch.ones(len(images))
+    copies = fixed_augmented_copies(images, ones * 1.3, ones * 0.7).view(len(FIXED_OPS), *images.shape)
+    hflip, vflip, _, _ = copies
+    assert torch.equal(hflip.flip(-1), images) and torch.equal(vflip.flip(-2), images)
+    assert not torch.equal(hflip, images) and not torch.equal(vflip, images)
+
+
+def test_brightness_and_contrast_copies_follow_their_formulas():
+    images, _ = _data([4, 4])
+    b = torch.tensor([0.7, 1.3, 0.65, 1.4, 0.8, 1.2, 0.75, 1.35])
+    c = torch.tensor([1.3, 0.7, 1.25, 0.6, 1.4, 0.75, 0.8, 1.2])
+    _, _, bright, contrast = fixed_augmented_copies(images, b, c).view(4, *images.shape)
+    x = images.double()
+    # brightness: clip(f * x, 0, 255)
+    want_b = (x * b.double().view(-1, 1, 1, 1)).clamp(0, 255)
+    assert (bright.double() - want_b).abs().max() <= 0.5 + 1e-3  # rounded to the nearest level (float32)
+    # contrast: clip(f * x + (1 - f) * mean grey, 0, 255), grey = 0.299 R + 0.587 G + 0.114 B
+    grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).mean(dim=(1, 2)).view(-1, 1, 1, 1)
+    f = c.double().view(-1, 1, 1, 1)
+    want_c = (f * x + (1 - f) * grey).clamp(0, 255)
+    assert (contrast.double() - want_c).abs().max() <= 1.0
+
+
+def test_fixed_copies_change_brightness_and_contrast_visibly():
+    images, labels = _data()
+    rb = rebalance("aug-only", images, labels, 4, _g())
+    extra = rb.images[labels.numel():].view(4, -1, *images.shape[1:])  # op-major after the originals
+    sources = images[rb.source[labels.numel():].view(4, -1)[0]]
+    ratio = extra[2].double().mean(dim=(1, 2, 3)) / sources.double().mean(dim=(1, 2, 3))
+    assert ((ratio - 1).abs() > 0.1).all()  # factors are 1 +- (0.2 to 0.4), clipping eats a little
+
+
+def test_aug_is_reproducible_from_the_generator():
+    images, labels = _data()
+    a = rebalance("aug", images, labels, 4, _g(5))
+    b = rebalance("aug", images, labels, 4, _g(5))
+    assert torch.equal(a.images, b.images)
+
+
+def test_copy_aug_marks_only_copies_and_the_loader_augments_only_those():
+    images, labels = _data([6, 60])
+    rb = rebalance("copy-aug", images, labels, 2, _g())
+    assert torch.bincount(rb.labels).tolist() == [60, 60]
+    assert rb.copy_mask.sum() == 54 and not rb.copy_mask[:labels.numel()].any()
+    loader = BatchLoader(rb.images, rb.labels, 200, mean=[0, 0, 0], std=[1, 1, 1], channels_last=False,
+                         copy_mask=rb.copy_mask, copy_augment=rb.copy_augment)
+    (x0, _), (x1, _) = next(loader.epoch(0)), next(loader.epoch(1))
+    plain = rb.images.float() / 255
+    assert torch.allclose(x0[~rb.copy_mask], plain[~rb.copy_mask])
+    changed = (x0[rb.copy_mask] - plain[rb.copy_mask]).abs().flatten(1).amax(1) > 1e-6
+    assert changed.float().mean() > 0.9
+    assert not torch.allclose(x0[rb.copy_mask], x1[rb.copy_mask])  # fresh each epoch
+
+
+@pytest.mark.parametrize("name, expected", [("class-balanced", [0.5, 0.5]), ("sqrt", [1 / 4, 3 / 4])])
+def test_samplers_draw_classes_in_their_proportions(name, expected):
+    images, labels = _data([10, 90])  # sqrt: sqrt(10) : sqrt(90) = 1 : 3
+    rb = rebalance(name, images, labels, 2, _g())
+    assert torch.equal(rb.images, images)
+    draws = torch.cat([rb.index_order(e, _g(e)) for e in range(100)])
+    assert len(draws) == 100 * labels.numel()
+    share = torch.bincount(labels[draws], minlength=2).double() / len(draws)
+    assert torch.allclose(share, torch.tensor(expected, dtype=torch.double), atol=0.01)
+
+
+def test_balanced_data_are_left_alone():
+    images, labels = _data([50, 50])
+    for name in ("copy", "aug", "aug-only", "copy-aug"):
+        assert torch.bincount(rebalance(name, images, labels, 2, _g()).labels).tolist() == [50, 50]
+
+
+def test_unknown_method_is_an_error():
+    images, labels = _data()
+    with pytest.raises(LongtailError, match="unknown rebalance method 'smote'"):
+        rebalance("smote", images, labels, 4, _g())

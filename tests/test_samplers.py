@@ -1,0 +1,69 @@
+"""Class-aware samplers: class probabilities against the formula, draws, plain-PyTorch use."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from longtail.errors import LongtailError
+from longtail.samplers import ClassAwareSampler, ClassBalancedSampler, SquareRootSampler
+
+LABELS = [0] * 100 + [1] * 25 + [2] * 4
+
+
+def test_class_probabilities_follow_n_to_the_power_q():
+    assert torch.allclose(ClassBalancedSampler(LABELS).class_probabilities(), torch.full((3,), 1 / 3, dtype=torch.double))
+    # sqrt: 10 : 5 : 2 out of 17
+    assert torch.allclose(SquareRootSampler(LABELS).class_probabilities(),
+                          torch.tensor([10 / 17, 5 / 17, 2 / 17], dtype=torch.double))
+    # q = 1 is instance sampling: the class shares of the data
+    assert torch.allclose(ClassAwareSampler(LABELS, 1.0).class_probabilities(),
+                          torch.tensor([100, 25, 4], dtype=torch.double) / 129)
+
+
+def test_an_absent_class_is_never_drawn():
+    sampler = ClassBalancedSampler([0, 0, 2, 2, 2])
+    assert sampler.class_probabilities().tolist() == [0.5, 0.0, 0.5]
+
+
+@pytest.mark.parametrize("sampler, expected", [(ClassBalancedSampler, [1 / 3] * 3), (SquareRootSampler, [10 / 17, 5 / 17, 2 / 17])])
+def test_drawn_class_shares_match_within_four_standard_errors(sampler, expected):
+    s = sampler(LABELS, num_samples=60_000)
+    labels = torch.tensor(LABELS)
+    share = torch.bincount(labels[s.draw(torch.Generator().manual_seed(0))], minlength=3).double() / 60_000
+    for got, p in zip(share.tolist(), expected):
+        assert abs(got - p) < 4 * math.sqrt(p * (1 - p) / 60_000)
+
+
+def test_within_a_class_every_sample_is_drawn_alike():
+    s = ClassBalancedSampler(LABELS, num_samples=40_000)
+    hits = torch.bincount(s.draw(torch.Generator().manual_seed(1)), minlength=len(LABELS)).double()
+    # class 2's four samples share a third of the draws: about 3,333 each
+    assert (hits[125:] - 40_000 / 3 / 4).abs().max() < 4 * math.sqrt(40_000 / 12)
+
+
+def test_works_in_a_plain_dataloader_with_set_epoch():
+    x = torch.randn(len(LABELS), 2)
+    y = torch.tensor(LABELS)
+    sampler = SquareRootSampler(y, seed=7)
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, sampler=sampler)
+    first = torch.cat([b for _, b in loader])
+    assert len(first) == len(LABELS) == len(sampler)
+    again = torch.cat([b for _, b in loader])
+    sampler.set_epoch(1)
+    other = list(sampler)
+    assert torch.equal(first, again)  # same (seed, epoch), same order
+    assert other != list(SquareRootSampler(y, seed=7))  # a new epoch draws anew
+    assert all(isinstance(i, int) for i in other)
+
+
+def test_bad_input_is_an_error():
+    with pytest.raises(LongtailError, match="at least one label"):
+        ClassBalancedSampler([])
+    with pytest.raises(LongtailError, match="non-negative"):
+        ClassBalancedSampler([0, -1])
+    with pytest.raises(LongtailError, match="num_samples must be positive"):
+        ClassBalancedSampler([0, 1], num_samples=0)

@@ -1,0 +1,301 @@
+"""Studies: a small grid runs, aggregates, resumes; shards and collect; bad study files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from longtail.aggregate import paired_comparison
+from longtail.cli import main
+from longtail.errors import LongtailError
+from longtail.study import grid, load_study, run_study, shard
+
+SMALL = """
+name = "small"
+seeds = [0, 1]
+[defaults]
+recipe = "fast"
+epochs = 1
+limit_train = 1000   # + 500 validation + 500 test = 2,000 images
+val_size = 500
+limit_test = 500
+[[arms]]
+name = "balanced"
+[[arms]]
+name = "imbalanced"
+imbalance = "step:10"
+"""
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory, cifar_zip):
+    root = tmp_path_factory.mktemp("study")
+    (root / "small.toml").write_text(SMALL)
+    study = load_study(root / "small.toml", data=str(cifar_zip), out=root / "out", quiet=True)
+    study.quiet = False  # per-run lines on, progress bars would go to stderr
+    lines: list[str] = []
+    aggregate, missing = run_study(study, log=lines.append)
+    return root, study, aggregate, missing, lines
+
+
+def _summaries(out: Path) -> dict:
+    return {(arm, seed): json.loads((out / "runs" / arm / f"seed-{seed}" / "summary.json").read_text())
+            for arm in ("balanced", "imbalanced") for seed in (0, 1)}
+
+
+def test_every_cell_runs_into_its_own_run_directory(small_study):
+    root, study, aggregate, missing, lines = small_study
+    assert missing == [] and len(lines) == 4
+    assert lines[0].startswith("balanced") and "seed 0" in lines[0] and "test acc" in lines[0]
+    record = json.loads((root / "out" / "study.json").read_text())
+    assert [(c["arm"], c["seed"]) for c in record["cells"]] == [
+        ("balanced", 0), ("imbalanced", 0), ("balanced", 1), ("imbalanced", 1)]
+    assert record["cells"][1]["config"]["imbalance"] == "step:10" and record["baseline"] == "imbalanced"
+    s = _summaries(root / "out")
+    assert s[("imbalanced", 0)]["kept_class_counts"][:5] == [10] * 5  # 100 per class, a tenth kept
+    assert s[("imbalanced", 0)]["kept_indices_hash"] != s[("imbalanced", 1)]["kept_indices_hash"]
+
+
+def test_aggregate_is_the_mean_and_std_of_the_runs(small_study):
+    root, _, aggregate, _, _ = small_study
+    s = _summaries(root / "out")
+    on_disk = json.loads((root / "out" / "aggregate.json").read_text())
+    assert on_disk["arms"].keys() == aggregate["arms"].keys() == {"balanced", "imbalanced"}
+    for arm in ("balanced", "imbalanced"):
+        accs = [s[(arm, seed)]["test_acc"] for seed in (0, 1)]
+        assert on_disk["arms"][arm]["test_acc"]["mean"] == pytest.approx(statistics.fmean(accs))
+        assert on_disk["arms"][arm]["test_acc"]["std"] == pytest.approx(statistics.stdev(accs))
+        best = [s[(arm, seed)]["best_test_acc_over_epochs"] for seed in (0, 1)]
+        assert on_disk["arms"][arm]["best_test_acc_over_epochs"]["mean"] == pytest.approx(statistics.fmean(best))
+    # minority: classes 0-4 of the imbalanced runs (10 kept vs 100); a balanced run has none
+    minority = [statistics.fmean(s[("imbalanced", seed)]["per_class_acc"][:5]) for seed in (0, 1)]
+    majority = [statistics.fmean(s[("imbalanced", seed)]["per_class_acc"][5:]) for seed in (0, 1)]
+    assert on_disk["arms"]["imbalanced"]["minority_acc"]["mean"] == pytest.approx(statistics.fmean(minority))
+    assert on_disk["arms"]["imbalanced"]["majority_acc"]["mean"] == pytest.approx(statistics.fmean(majority))
+    assert on_disk["arms"]["balanced"]["minority_acc"]["mean"] is None
+    # paired: balanced - imbalanced per seed; with two seeds the rule is |diff| > 2 x baseline std
+    diffs = [s[("balanced", seed)]["test_acc"] - s[("imbalanced", seed)]["test_acc"] for seed in (0, 1)]
+    paired = on_disk["paired"]["balanced"]["test_acc"]
+    assert paired["diff_mean"] == pytest.approx(statistics.fmean(diffs))
+    noise = statistics.stdev([s[("imbalanced", seed)]["test_acc"] for seed in (0, 1)])
+    assert paired["exceeds_noise"] == (abs(statistics.fmean(diffs)) > 2 * noise)
+    rows = (root / "out" / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("arm,n_seeds,test_acc_mean,test_acc_std") and len(rows) == 3
+    assert rows[1].startswith("balanced,2,") and rows[2].startswith("imbalanced,2,")
+
+
+def test_rerun_skips_finished_runs_and_resumes_the_rest(small_study, capsys):
+    root, study, _, _, _ = small_study
+    out = root / "out"
+    before = _summaries(out)
+    kept = out / "runs" / "balanced" / "seed-0" / "summary.json"
+    mtime = kept.stat().st_mtime_ns
+    shutil.rmtree(out / "runs" / "imbalanced" / "seed-1")  # deleted midway
+    (out / "runs" / "balanced" / "seed-1" / "summary.json").unlink()  # stopped after its last checkpoint
+    rc = main(["study", str(root / "small.toml"), "--data", study.data, "--out", str(out)])
+    lines = capsys.readouterr().out.splitlines()
+    assert rc == 0 and sum("finished earlier" in line for line in lines) == 2
+    assert kept.stat().st_mtime_ns == mtime
+    after = _summaries(out)
+    # the same seed on the same machine gives the same numbers, whether rerun or resumed
+    assert after[("imbalanced", 1)]["test_acc"] == before[("imbalanced", 1)]["test_acc"]
+    assert after[("balanced", 1)]["test_acc"] == before[("balanced", 1)]["test_acc"]
+
+
+def test_collect_aggregates_and_lists_missing_runs(small_study, tmp_path, capsys):
+    root, study, _, _, _ = small_study
+    out = tmp_path / "copy"
+    shutil.copytree(root / "out", out)
+    rc = main(["study", str(root / "small.toml"), "--out", str(out), "--seeds", "0,1,2", "--collect"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("missing:") == 2 and "seed-2" in err
+    aggregate = json.loads((out / "aggregate.json").read_text())
+    assert aggregate["arms"]["balanced"]["n_seeds"] == 2 and len(aggregate["missing"]) == 2
+    assert main(["study", str(root / "small.toml"), "--out", str(out), "--collect"]) == 0
+
+
+def test_the_study_report_renders(small_study):
+    from longtail.report import write_report
+
+    root, _, _, _, _ = small_study
+    html = write_report(root / "out").read_text()
+    assert html.count("<img ") >= 6 and "seed report" in html
+    assert "0.5924" in html and "balanced" in html
+    assert (root / "out" / "figures" / "val-acc.pdf").exists()
+
+
+# -- the grid, shards and the noise rule: no training -------------------------------------------
+
+GRID = """
+name = "g"
+seeds = [0, 1, 2]
+[defaults]
+epochs = 1
+[[arms]]
+name = "a"
+[[arms]]
+name = "b"
+loss = "focal"
+loss_params = {gamma = 1}
+"""
+
+
+def test_shards_partition_the_grid(tmp_path):
+    (tmp_path / "g.toml").write_text(GRID)
+    cells = grid(load_study(tmp_path / "g.toml", out=tmp_path / "out"))
+    assert len(cells) == 6 and cells[1].config.loss_params == {"gamma": 1}
+    slices = [shard(cells, k, 4) for k in range(1, 5)]
+    assert sorted((c.arm, c.seed) for s in slices for c in s) == sorted((c.arm, c.seed) for c in cells)
+    assert [len(s) for s in slices] == [2, 2, 1, 1]
+    assert [(c.arm, c.seed) for c in shard(cells, 1, 4)] == [("a", 0), ("a", 2)]  # round robin, stable
+
+
+def test_a_pretraining_run_and_the_arms_that_need_it_share_a_shard(tmp_path):
+    pytest.importorskip("longtail.pretrain")
+    (tmp_path / "p.toml").write_text(GRID + '[pretrain]\nepochs = 1\n[[arms]]\nname = "jig"\ninit = "pretrain"\n')
+    cells = grid(load_study(tmp_path / "p.toml", out=tmp_path / "out"))
+    assert [c.kind for c in cells[:4]] == ["pretrain", "train", "train", "train"]
+    assert cells[3].config.init == str(tmp_path / "out" / "pretrain" / "seed-0" / "checkpoint.pt")
+    for k in (1, 2):
+        mine = shard(cells, k, 2)
+        for seed in (0, 1, 2):
+            has = {c.arm for c in mine if c.seed == seed}
+            assert ("pretrain" in has) == ("jig" in has)
+
+
+def test_noise_rule_is_a_paired_t_test_from_three_seeds():
+    arm, base = {0: 0.61, 1: 0.64, 2: 0.60}, {0: 0.59, 1: 0.60, 2: 0.585}
+    result = paired_comparison(arm, base)
+    d = [arm[s] - base[s] for s in range(3)]
+    t = statistics.fmean(d) / (statistics.stdev(d) / math.sqrt(3))
+    assert result["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), df=2))
+    assert result["exceeds_noise"] == (result["p_value"] < 0.05)
+    two = paired_comparison({0: 0.7, 1: 0.72}, {0: 0.6, 1: 0.61})
+    assert two["exceeds_noise"] is True and two["baseline_std"] == pytest.approx(statistics.stdev([0.6, 0.61]))
+    assert paired_comparison({0: 0.7}, {0: 0.6})["exceeds_noise"] is None
+
+
+# -- on tiny synthetic data ------------------------------------------------------------------------
+
+TINY = """
+name = "tiny"
+seeds = [0]
+[defaults]
+recipe = "seed"
+epochs = 1
+val_size = 6
+threads = 1
+[[arms]]
+name = "imbalanced"
+imbalance = "step:2"
+"""
+
+
+def _run(tmp_path, text, *extra):
+    (tmp_path / "s.toml").write_text(text)
+    data = os.environ.get("TINY_DATA")
+    return main(["study", str(tmp_path / "s.toml"), "--data", data, "--out", str(tmp_path / "out"), "--quiet", *extra])
+
+
+@pytest.fixture
+def tiny_data(tiny_folder, tmp_path, monkeypatch):
+    root = tiny_folder(tmp_path / "data", classes=3, per_class=12, size=16)
+    monkeypatch.setenv("TINY_DATA", str(root))
+    return root
+
+
+def test_a_shard_runs_only_its_slice(tmp_path, tiny_data):
+    text = TINY + '[[arms]]\nname = "cb"\nimbalance = "step:2"\nloss = "cb"\n'
+    assert _run(tmp_path, text, "--shard", "2/2") == 0
+    assert not (tmp_path / "out" / "runs" / "imbalanced").exists()
+    assert (tmp_path / "out" / "runs" / "cb" / "seed-0" / "summary.json").exists()
+    assert not (tmp_path / "out" / "aggregate.json").exists()  # the other shard has not run
+
+
+def test_a_changed_study_does_not_reuse_old_runs(tmp_path, tiny_data, capsys):
+    assert _run(tmp_path, TINY) == 0
+    assert _run(tmp_path, TINY.replace("epochs = 1", "epochs = 1\nlr = 0.01")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lr = 0.001" in err and "0.01" in err
+
+
+def test_pretraining_runs_once_per_seed_and_initialises_its_arm(tmp_path, tiny_folder, monkeypatch):
+    pytest.importorskip("longtail.pretrain")
+    monkeypatch.setenv("TINY_DATA", str(tiny_folder(tmp_path / "data", classes=2, per_class=10, size=32)))
+    text = TINY.replace('imbalance = "step:2"', 'init = "pretrain"') + "[pretrain]\nepochs = 1\nval_size = 4\n"
+    assert _run(tmp_path, text) == 0
+    assert (tmp_path / "out" / "pretrain" / "seed-0" / "summary.json").exists()
+    summary = json.loads((tmp_path / "out" / "runs" / "imbalanced" / "seed-0" / "summary.json").read_text())
+    assert "transfer" in summary
+
+
+@pytest.mark.parametrize("text, message", [
+    (TINY.replace("imbalance =", "imbalace ="), "unknown key 'imbalace' in arm 'imbalanced'"),
+    (TINY.replace("seeds = [0]", "seed = [0]"), "unknown key 'seed' in"),
+    (TINY.replace("[defaults]", "[defaults]\nseed = 3"), "key 'seed' in \\[defaults\\]"),
+    (TINY.replace('"step:2"', '"step:1"'), "ratio must be greater than 1"),
+    (TINY.replace('"step:2"', '"counts:5,5,50"'), "class 2 has only"),
+    (TINY + 'loss = "hinge"\n', "arm 'imbalanced': unknown loss 'hinge'"),
+    (TINY + 'rebalance = "smote"\n', "unknown rebalance method 'smote'"),
+    (TINY + 'loss = "focal"\nloss_params = {gama = 2}\n', "no parameter 'gama'"),
+    (TINY + '[[arms]]\nname = "imbalanced"\n', "two arms"),
+    (TINY + '[[arms]]\nname = "a/b"\n', "must be a name"),
+    ('baseline = "nope"\n' + TINY, "baseline 'nope'"),
+    (TINY + 'init = "pretrain"\n', "no \\[pretrain\\] table"),
+    (TINY.replace("epochs = 1", "epochs = 0"), "must be positive"),
+    ("name = 'x'\n", "at least one \\[\\[arms\\]\\]"),
+])
+def test_bad_study_files_are_one_line_errors(tmp_path, tiny_data, capsys, text, message):
+    import re
+
+    assert _run(tmp_path, text) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("longtail: error:") and re.search(message, err), err
+    assert not (tmp_path / "out" / "runs").exists()  # nothing ran
+
+
+def test_bad_shard_and_seeds_are_one_line_errors(tmp_path, tiny_data, capsys):
+    assert _run(tmp_path, TINY, "--shard", "3/2") == 2
+    assert "--shard must look like K/N" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # argparse's own check ends the process
+        _run(tmp_path, TINY, "--seeds", "0,x")
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "comma-separated integers" in err
+
+
+def test_load_study_names_the_cli_overrides(tmp_path):
+    (tmp_path / "s.toml").write_text(TINY.replace("[defaults]", '[defaults]\ndata = "from-file"'))
+    study = load_study(tmp_path / "s.toml")
+    assert study.data == "from-file" and study.out == Path("runs") / "tiny" and study.seeds == [0]
+    study = load_study(tmp_path / "s.toml", data="from-cli", seeds=[4, 5], out=tmp_path / "o")
+    assert study.data == "from-cli" and study.seeds == [4, 5] and study.out == tmp_path / "o"
+    with pytest.raises(LongtailError, match="repeat a seed"):
+        load_study(tmp_path / "s.toml", seeds=[1, 1])
+
+
+@pytest.mark.parametrize("name, arms", [
+    ("seed-imbalance", ["balanced", "imbalanced", "copy", "aug", "loss", "aug+loss", "balanced-valid"]),
+    ("seed-imbalance-fast", ["balanced", "imbalanced", "copy", "aug", "loss", "aug+loss"]),
+    ("long-tail", None), ("long-tail-10", None),
+])
+def test_the_preset_studies_are_valid(tmp_path, name, arms):
+    from longtail.study import check_cell
+
+    study = load_study(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml", out=tmp_path)
+    cells = grid(study)
+    assert study.seeds == [0, 1, 2] and all(c.config.epochs == 20 for c in cells)
+    if arms:
+        assert [a for a, _ in study.arms] == arms and study.baseline == "imbalanced"
+        assert {c.config.recipe for c in cells} == {"fast" if name.endswith("fast") else "seed"}
+    else:
+        assert study.baseline == "ce" and len(study.arms) >= 10
+        assert {c.config.imbalance for c in cells} == {"exponential:100" if name == "long-tail" else "exponential:10"}
+    for cell in cells:
+        check_cell(cell, 10, [5000] * 10)
