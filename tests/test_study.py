@@ -219,6 +219,16 @@ def test_a_shard_runs_only_its_slice(tmp_path, tiny_data):
     assert not (tmp_path / "out" / "aggregate.json").exists()  # the other shard has not run
 
 
+def test_workers_run_the_whole_grid_in_parallel_processes(tmp_path, tiny_data):
+    text = TINY + '[[arms]]\nname = "cb"\nimbalance = "step:2"\nloss = "cb"\n'
+    assert _run(tmp_path, text, "--workers", "2") == 0
+    for arm in ("imbalanced", "cb"):
+        summary = json.loads((tmp_path / "out" / "runs" / arm / "seed-0" / "summary.json").read_text())
+        assert summary["finished"] and summary["threads"] == 1  # the study file's threads = 1 wins
+    assert (tmp_path / "out" / "aggregate.json").exists()
+    assert _run(tmp_path, text, "--workers", "2", "--shard", "1/2") == 2
+
+
 def test_a_changed_study_does_not_reuse_old_runs(tmp_path, tiny_data, capsys):
     assert _run(tmp_path, TINY) == 0
     assert _run(tmp_path, TINY.replace("epochs = 1", "epochs = 1\nlr = 0.01")) == 2

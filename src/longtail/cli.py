@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", type=_seed_list, default=None, metavar="0,1,2", help="seeds, overriding the file's")
     study.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
     study.add_argument("--shard", default=None, metavar="K/N", help="run only the K-th of N slices of the grid")
+    study.add_argument("--workers", type=int, default=1, metavar="M",
+                       help="run up to M grid runs at once on this machine, each with cores/M threads")
     study.add_argument("--collect", action="store_true",
                        help="run nothing: aggregate the finished runs and list the missing ones")
 
@@ -210,11 +212,15 @@ def cmd_pretrain(ns: argparse.Namespace) -> int:
 
 
 def cmd_study(ns: argparse.Namespace) -> int:
-    from longtail.study import collect, grid, load_study, parse_shard, run_study
+    from longtail.study import collect, grid, load_study, parse_shard, run_study, run_with_workers
 
     study = load_study(ns.file, data=ns.data, out=ns.out, seeds=ns.seeds, quiet=ns.quiet)
+    if ns.workers < 1 or (ns.workers > 1 and (ns.shard or ns.collect)):
+        raise LongtailError("--workers takes a positive count and cannot be combined with --shard or --collect")
     if ns.collect:
         _, missing = collect(study, grid(study))
+    elif ns.workers > 1:
+        _, missing = run_with_workers(study, ns.workers)
     else:
         _, missing = run_study(study, shard_spec=parse_shard(ns.shard) if ns.shard else None)
     for cell in missing:

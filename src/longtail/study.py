@@ -329,3 +329,24 @@ def run_study(study: Study, *, shard_spec: tuple[int, int] | None = None,
         return None, missing
     aggregate, _ = collect(study, cells)
     return aggregate, []
+
+
+def run_with_workers(study: Study, workers: int) -> tuple[dict | None, list[Cell]]:
+    """Run the grid as ``workers`` child processes on this machine, each the K-th shard with an
+    equal share of the cores as its thread count (for many-core CPUs, where one small-CNN run
+    cannot use every core), then aggregate."""
+    import os
+    import subprocess
+    import sys
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    base = [sys.executable, "-m", "longtail", "study", study.source, "--data", study.data, "--out", str(study.out),
+            "--seeds", ",".join(str(s) for s in study.seeds)] + (["--quiet"] if study.quiet else [])
+    procs = [subprocess.Popen(base + ["--shard", f"{k}/{workers}"], env=env) for k in range(1, workers + 1)]
+    failed = [k for k, p in enumerate(procs, 1) if p.wait() != 0]
+    if failed:
+        raise LongtailError(f"worker {failed[0]} of {workers} failed (its message is above); rerun to resume")
+    cells = grid(study)
+    missing = [c for c in cells if not RunDir(c.run_dir).finished]
+    return (collect(study, cells)[0] if not missing else None), missing
