@@ -138,20 +138,27 @@ def check_mapping(cls: type, mapping: dict, where: str) -> dict:
     return out
 
 
+def merge_config(cls: type, recipes: dict[str, dict], default_recipe: str, *, cli: dict | None = None,
+                 toml_path: str | Path | None = None, base: dict | None = None, what: str = "recipe"):
+    """Build a ``cls`` from recipe defaults < ``base`` (e.g. a study table) < TOML file < CLI values
+    (None = unset), every source checked key by key."""
+    merged: dict = {}
+    if base:
+        merged.update(check_mapping(cls, base, "the study file"))
+    if toml_path is not None:
+        merged.update(check_mapping(cls, load_toml(toml_path), str(toml_path)))
+    if cli:
+        merged.update(check_mapping(cls, {k: v for k, v in cli.items() if v is not None}, "the command line"))
+    recipe = merged.get("recipe", default_recipe)
+    if recipe not in recipes:
+        raise LongtailError(f"unknown {what} {recipe!r}; choose from {', '.join(recipes)}")
+    return cls(**{**recipes[recipe], **{k: v for k, v in merged.items() if v is not None}})
+
+
 def resolve_train_config(cli: dict | None = None, toml_path: str | Path | None = None,
                          base: dict | None = None) -> TrainConfig:
     """Merge recipe defaults < ``base`` (e.g. a study arm) < TOML file < CLI values (None = unset)."""
-    merged: dict = {}
-    if base:
-        merged.update(check_mapping(TrainConfig, base, "the study file"))
-    if toml_path is not None:
-        merged.update(check_mapping(TrainConfig, load_toml(toml_path), str(toml_path)))
-    if cli:
-        merged.update(check_mapping(TrainConfig, {k: v for k, v in cli.items() if v is not None}, "the command line"))
-    recipe = merged.get("recipe", "fast")
-    if recipe not in RECIPES:
-        raise LongtailError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
-    values = {**RECIPES[recipe], **{k: v for k, v in merged.items() if v is not None}}
-    if values.get("label_smoothing", 0) >= 1:
-        raise LongtailError(f"label_smoothing must be below 1, got {values['label_smoothing']}")
-    return TrainConfig(**values)
+    cfg = merge_config(TrainConfig, RECIPES, "fast", cli=cli, toml_path=toml_path, base=base)
+    if cfg.label_smoothing >= 1:
+        raise LongtailError(f"label_smoothing must be below 1, got {cfg.label_smoothing}")
+    return cfg

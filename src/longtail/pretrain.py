@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from longtail.config import check_mapping, load_toml
+from longtail.config import merge_config
 from longtail.errors import LongtailError
 
 if TYPE_CHECKING:
@@ -76,18 +76,8 @@ PRETRAIN_RECIPES: dict[str, dict[str, Any]] = {
 def resolve_pretrain_config(cli: dict | None = None, toml_path: str | Path | None = None,
                             base: dict | None = None) -> PretrainConfig:
     """Merge recipe defaults < ``base`` (a study's [pretrain] table) < TOML file < CLI values."""
-    merged: dict = {}
-    if base:
-        merged.update(check_mapping(PretrainConfig, base, "the study file"))
-    if toml_path is not None:
-        merged.update(check_mapping(PretrainConfig, load_toml(toml_path), str(toml_path)))
-    if cli:
-        merged.update(check_mapping(PretrainConfig, {k: v for k, v in cli.items() if v is not None},
-                                    "the command line"))
-    recipe = merged.get("recipe", "seed")
-    if recipe not in PRETRAIN_RECIPES:
-        raise LongtailError(f"unknown pretraining recipe {recipe!r}; choose from {', '.join(PRETRAIN_RECIPES)}")
-    cfg = PretrainConfig(**{**PRETRAIN_RECIPES[recipe], **{k: v for k, v in merged.items() if v is not None}})
+    cfg = merge_config(PretrainConfig, PRETRAIN_RECIPES, "seed", cli=cli, toml_path=toml_path, base=base,
+                       what="pretraining recipe")
     _check_ranges(cfg)
     return cfg
 

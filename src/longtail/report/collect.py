@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from longtail.errors import LongtailError
 from longtail.runs import RunDir, read_json
 
 SEED_DIR = re.compile(r"^seed-(\d+)$")
+# Settings that differ from run to run of one arm, or that do not change what is trained: left out
+# when two arms are compared to find the one setting they differ in.
+RUN_SPECIFIC = {"out", "seed", "resume", "quiet", "threads", "data", "checkpoint_every", "device", "precision",
+                "precision_used", "device_used", "world_size", "dataset_fingerprint"}
 
 
 @dataclass
@@ -63,6 +68,35 @@ class ReportData:
     def partial_runs(self) -> list[RunRecord]:
         return [r for r in self.runs + self.pretrain if r.partial]
 
+    def config(self, arm: str) -> dict:
+        """The settings of ``arm`` (its first run's config.json)."""
+        return next((r.config for r in self.runs if r.arm == arm), {})
+
+    def counterpart(self, arm: str, differing: set[str], accept: Callable[[dict], bool]) -> str | None:
+        """The first other arm whose settings equal ``arm``'s except in the keys ``differing``, and
+        whose settings ``accept`` takes (e.g. "has no init")."""
+        ignored = RUN_SPECIFIC | differing
+
+        def setting(a: str) -> dict:
+            return {k: v for k, v in self.config(a).items() if k not in ignored}
+
+        mine = setting(arm)
+        return next((a for a in self.arms if a != arm and accept(self.config(a)) and setting(a) == mine), None)
+
+    def seed_arm(self, names: tuple[str, ...]) -> str | None:
+        """The first of ``names`` that is an arm here with the seed report's setting."""
+        return next((a for a in names if a in self.arms and self.seed_number(a) is not None), None)
+
+    @property
+    def dataset(self) -> dict:
+        """name, fingerprint and source (the --data given) of the data the runs used."""
+        for r in self.runs + self.pretrain:
+            info = (r.summary or {}).get("dataset") or {}
+            fingerprint = info.get("fingerprint") or r.config.get("dataset_fingerprint")
+            if fingerprint or r.config.get("data"):
+                return {"name": info.get("name"), "fingerprint": fingerprint, "source": r.config.get("data")}
+        return {}
+
 
 def _read_metrics(run: RunDir) -> list[dict]:
     try:
@@ -91,9 +125,10 @@ def _seed_dirs(folder: Path) -> list[tuple[int, Path]]:
 
 
 def _check_one_dataset(records: list[RunRecord], root: Path) -> None:
+    # A run in progress has no summary yet, but its config.json records the data's fingerprint.
     first: tuple[str, str] | None = None
     for r in records:
-        fingerprint = (r.summary or {}).get("dataset", {}).get("fingerprint")
+        fingerprint = (r.summary or {}).get("dataset", {}).get("fingerprint") or r.config.get("dataset_fingerprint")
         if fingerprint is None:
             continue
         if first is None:
