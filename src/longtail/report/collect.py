@@ -62,7 +62,7 @@ class ReportData:
         from longtail.report.reference import seed_number
 
         runs = [r for r in self.runs if r.arm == arm]
-        return seed_number(arm, runs[0].config) if runs else None
+        return seed_number(arm, runs[0].config, self.classes) if runs else None
 
     @property
     def partial_runs(self) -> list[RunRecord]:
@@ -83,9 +83,9 @@ class ReportData:
         mine = setting(arm)
         return next((a for a in self.arms if a != arm and accept(self.config(a)) and setting(a) == mine), None)
 
-    def seed_arm(self, names: tuple[str, ...]) -> str | None:
-        """The first of ``names`` that is an arm here with the seed report's setting."""
-        return next((a for a in names if a in self.arms and self.seed_number(a) is not None), None)
+    def first_arm(self, names: tuple[str, ...]) -> str | None:
+        """The first of ``names`` that is an arm here."""
+        return next((a for a in names if a in self.arms), None)
 
     @property
     def dataset(self) -> dict:
@@ -142,12 +142,13 @@ def collect_report_data(root: str | Path) -> ReportData:
     root = Path(root)
     if not root.is_dir():
         raise LongtailError(f"{root} is not a folder")
-    if (root / "runs").is_dir() or (root / "study.json").exists():
+    if (root / "runs").is_dir() or (root / "pretrain").is_dir() or (root / "study.json").exists():
         data = _collect_study(root)
     else:
         record = read_run(root, root.resolve().name, None)
         if record is None:
-            raise LongtailError(f"no runs found in {root} (expected config.json of a run, or runs/<arm>/seed-<n>/ of a study)")
+            raise LongtailError(f"no runs found in {root} (expected config.json of a run, or runs/<arm>/seed-<n>/ "
+                                "or pretrain/seed-<n>/ of a study)")
         if "task" in record.config:  # a pretraining run (PretrainConfig has a task)
             data = ReportData(root, "run", record.arm, [], [], pretrain=[record])
         else:
@@ -176,7 +177,31 @@ def _collect_study(root: Path) -> ReportData:
                 runs.append(record)
     pretrain = [r for seed, path in _seed_dirs(root / "pretrain") if (r := read_run(path, "pretrain", seed))]
     if not runs and not pretrain:
-        raise LongtailError(f"no runs found in {root} (no runs/<arm>/seed-<n>/ folder holds a run yet)")
+        raise LongtailError(f"no runs found in {root} (no runs/<arm>/seed-<n>/ or pretrain/seed-<n>/ folder holds a run yet)")
     arms = list(dict.fromkeys(r.arm for r in runs))
     baseline = study.get("baseline", "imbalanced" if "imbalanced" in arms else None)
     return ReportData(root, "study", str(study.get("name", root.resolve().name)), arms, runs, pretrain, baseline)
+
+
+def padding_pairs(data: ReportData) -> list[tuple[str, str]]:
+    """(arm with 'same' padding, arm with 'valid' padding) for every 'valid' arm whose settings
+    are another arm's but for the padding (the seed-imbalance preset's balanced / balanced-valid)."""
+    pairs = []
+    for arm in data.arms:
+        if data.config(arm).get("padding") == "valid":
+            same = data.counterpart(arm, {"padding"}, lambda c: c.get("padding", "same") == "same")
+            if same is not None:
+                pairs.append((same, arm))
+    return pairs
+
+
+def init_pairs(data: ReportData) -> list[tuple[str, str]]:
+    """(arm from random init, arm from a jigsaw checkpoint) for every arm with ``init`` whose other
+    settings are an arm's without it (the seed-jigsaw preset's random-init / jigsaw-init)."""
+    pairs = []
+    for arm in data.arms:
+        if data.config(arm).get("init"):
+            plain = data.counterpart(arm, {"init", "transfer"}, lambda c: not c.get("init"))
+            if plain is not None:
+                pairs.append((plain, arm))
+    return pairs

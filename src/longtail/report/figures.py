@@ -19,14 +19,20 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from longtail.report.collect import ReportData, RunRecord
+from longtail.report.reference import SEED_PRETEXT, SEED_PRETEXT_EPOCHS
 from longtail.runs import atomic_write
 
 SMOOTHING = 0.6
-SMOOTHING_TEXT = "exponential moving average, s_t = 0.6 s_(t-1) + 0.4 x_t (TensorBoard smoothing 0.6)"
+# An EMA with weight w has its centre of mass w / (1 - w) = 1.5 epochs back, as a trailing moving
+# average over (1 + w) / (1 - w) = 4 epochs does: that is the window the report states.
+SMOOTHING_WINDOW = round((1 + SMOOTHING) / (1 - SMOOTHING))
+SMOOTHING_TEXT = (f"exponential moving average s_t = {SMOOTHING} s_(t-1) + {1 - SMOOTHING:.1f} x_t, s_1 = x_1 "
+                  f"(TensorBoard's smoothing {SMOOTHING}; its centre of mass matches a trailing "
+                  f"{SMOOTHING_WINDOW}-epoch moving average)")
 COLORS = matplotlib.colormaps["tab10"].colors
 
 
-def _t(text: object) -> str:
+def literal(text: object) -> str:
     """Text for matplotlib: a '$' from data must not start mathtext."""
     return str(text).replace("$", r"\$")
 
@@ -65,23 +71,33 @@ def _epoch_axis(ax) -> None:
     ax.grid(alpha=0.3)
 
 
-def _draw_arm_curves(ax, data: ReportData, key: str, smooth: bool) -> None:
+def _draw_arm(ax, data: ReportData, arm: str, key: str, color, smooth: bool = False) -> None:
+    """One arm's curve of ``key``: the mean over finished seeds with a +- std band, and each partial
+    run dashed on its own, so a partial run is never averaged in."""
     f = ema if smooth else (lambda v: list(v))
+    curve = _mean_curve(data.finished(arm), key)
+    if curve is not None:
+        x, mean, std = curve
+        ax.plot(x, f(mean), color=color, marker="o", markersize=3, label=literal(f"{arm} (n={len(data.finished(arm))})"))
+        if std is not None:
+            ax.fill_between(x, f(mean - std), f(mean + std), color=color, alpha=0.15, linewidth=0)
+    for run in data.runs:
+        if run.arm == arm and run.partial:
+            x, v = _series(run, key)
+            if x:
+                ax.plot(x, f(v), color=color, linestyle="--", marker="x", markersize=3,
+                        label=literal(f"{run.label} (partial)"))
+
+
+def _draw_arm_curves(ax, data: ReportData, key: str, smooth: bool) -> None:
     for arm in data.arms:
-        color = _color(data, arm)
-        curve = _mean_curve(data.finished(arm), key)
-        if curve is not None:
-            x, mean, std = curve
-            n = len(data.finished(arm))
-            ax.plot(x, f(mean), color=color, marker="o", markersize=3, label=_t(f"{arm} (n={n})"))
-            if std is not None:
-                ax.fill_between(x, f(mean - std), f(mean + std), color=color, alpha=0.15, linewidth=0)
-        for run in data.runs:
-            if run.arm == arm and run.partial:
-                x, v = _series(run, key)
-                if x:
-                    ax.plot(x, f(v), color=color, linestyle="--", marker="x", markersize=3,
-                            label=_t(f"{run.label} (partial)"))
+        _draw_arm(ax, data, arm, key, _color(data, arm), smooth)
+
+
+def _legend(ax, **kwargs) -> None:
+    """A legend when something was drawn (a run with no epoch yet draws nothing)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
 
 
 def curves_figure(data: ReportData, key: str, ylabel: str) -> Figure:
@@ -93,7 +109,8 @@ def curves_figure(data: ReportData, key: str, ylabel: str) -> Figure:
         ax.set_ylabel(ylabel)
         _epoch_axis(ax)
     handles, labels = fig.axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8)
     return fig
 
 
@@ -111,12 +128,12 @@ def arm_figure(data: ReportData, arm: str) -> Figure:
             x, v = _series(run, key)
             if x:
                 ax.plot(x, v, linestyle=style, color=color, alpha=1.0 if i == 0 else 0.6, marker="o", markersize=2,
-                        label=_t(f"{name}, {tag}"))
+                        label=literal(f"{name}, {tag}"))
     for ax, ylabel in ((ax_loss, "loss (validation: plain cross-entropy)"), (ax_acc, "accuracy")):
         ax.set_ylabel(ylabel)
         _epoch_axis(ax)
-        ax.legend(fontsize=7)
-    fig.suptitle(_t(f"arm {arm}"))
+        _legend(ax, fontsize=7)
+    fig.suptitle(literal(f"arm {arm}"))
     return fig
 
 
@@ -137,8 +154,8 @@ def per_class_figure(data: ReportData) -> Figure:
         mean = np.nanmean(acc, axis=0)
         err = np.nanstd(acc, axis=0, ddof=1) if acc.shape[0] > 1 else None
         ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=err, color=_color(data, arm),
-               label=_t(arm), capsize=2)
-    ax.set_xticks(x, [_t(c) for c in classes], rotation=30, ha="right")
+               label=literal(arm), capsize=2)
+    ax.set_xticks(x, [literal(c) for c in classes], rotation=30, ha="right")
     ax.set_ylabel("test accuracy of the class (recall)")
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
@@ -164,11 +181,11 @@ def confusion_figure(data: ReportData) -> Figure:
                 for j in range(c):
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xticks(range(c), [_t(n) for n in data.classes], rotation=90, fontsize=7)
-        ax.set_yticks(range(c), [_t(n) for n in data.classes], fontsize=7)
+        ax.set_xticks(range(c), [literal(n) for n in data.classes], rotation=90, fontsize=7)
+        ax.set_yticks(range(c), [literal(n) for n in data.classes], fontsize=7)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(_t(f"{arm} (n={len(data.finished(arm))})"), fontsize=9)
+        ax.set_title(literal(f"{arm} (n={len(data.finished(arm))})"), fontsize=9)
     for ax in axes[len(arms):]:
         ax.set_visible(False)
     if image is not None:
@@ -192,7 +209,7 @@ def results_figure(data: ReportData) -> Figure:
     if seed:
         ax.scatter([i + 0.2 for i, _ in seed], [v for _, v in seed], marker="D", color="black", zorder=3,
                    label="seed report (best over epochs)")
-    ax.set_xticks(x, [_t(a) for a in arms], rotation=20, ha="right")
+    ax.set_xticks(x, [literal(a) for a in arms], rotation=20, ha="right")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
@@ -201,7 +218,7 @@ def results_figure(data: ReportData) -> Figure:
 
 
 PRETEXT_PANELS = (
-    ("loss", (("train_loss", "train"), ("val_loss", "validation"))),
+    ("loss (BCE)", (("train_loss", "train"), ("val_loss", "validation"))),
     ("tiles in the right place", (("val_position_acc_argmax", "argmax"), ("val_position_acc_hungarian", "Hungarian"))),
     ("whole puzzles solved", (("val_puzzle_acc_argmax", "argmax"), ("val_puzzle_acc_hungarian", "Hungarian"))),
     ("confidence (mean of Y at the true permutation)", (("val_confidence", "validation"),)),
@@ -209,7 +226,8 @@ PRETEXT_PANELS = (
 
 
 def pretext_figure(data: ReportData) -> Figure:
-    """The jigsaw pretext curves (Homework 03, figure 3), one line per pretraining seed."""
+    """The jigsaw pretext curves (Homework 03, figure 3), one line per pretraining seed, with the
+    seed report's best value over its 10 epochs as a dotted line."""
     fig = Figure(figsize=(11, 7), layout="constrained")
     for ax, (title, keys) in zip(fig.subplots(2, 2).ravel(), PRETEXT_PANELS):
         for k, (key, name) in enumerate(keys):
@@ -218,10 +236,32 @@ def pretext_figure(data: ReportData) -> Figure:
                 if x:
                     tag = f"seed {run.seed}" + (" (partial)" if run.partial else "")
                     ax.plot(x, v, color=COLORS[k], linestyle="--" if run.partial else "-", marker="o", markersize=2,
-                            alpha=0.9, label=_t(f"{name}, {tag}"))
+                            alpha=0.9, label=literal(f"{name}, {tag}"))
+            if key in SEED_PRETEXT:
+                ax.axhline(SEED_PRETEXT[key], color="black", linestyle=":", linewidth=1.2,
+                           label=f"seed report, {name} (best of {SEED_PRETEXT_EPOCHS} epochs)")
         ax.set_title(title, fontsize=10)
         _epoch_axis(ax)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
+    return fig
+
+
+INIT_PANELS = (("val_loss", "validation loss (cross-entropy)"), ("val_acc", "validation accuracy"))
+
+
+def init_figure(data: ReportData, pairs: list[tuple[str, str]]) -> Figure:
+    """Homework 03, figure 4: per (random init, jigsaw init) pair of arms, validation loss and
+    accuracy per epoch of both (mean over seeds, +- std band; partial runs dashed)."""
+    fig = Figure(figsize=(11, 3.8 * len(pairs)), layout="constrained")
+    axes = fig.subplots(len(pairs), len(INIT_PANELS), squeeze=False)
+    for row, (plain, init) in zip(axes, pairs):
+        for ax, (key, ylabel) in zip(row, INIT_PANELS):
+            for arm, color in ((plain, COLORS[0]), (init, COLORS[3])):
+                _draw_arm(ax, data, arm, key, color)
+            ax.set_ylabel(ylabel)
+            ax.set_title(literal(f"{plain} vs {init}"), fontsize=10)
+            _epoch_axis(ax)
+            _legend(ax, fontsize=7)
     return fig
 
 

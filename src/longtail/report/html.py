@@ -1,36 +1,30 @@
-"""report.html: one self-contained page. Figures are embedded as SVG data URIs in <img> tags (an
-SVG inside <img> can neither run scripts nor fetch anything), tables are plain HTML, styles are
-inline; nothing is loaded from the network and the page has no scripts. Every string that comes
-from a config, a class name or a file name goes through html.escape.
+"""report.html: one self-contained page, in the order of the seed reports (Homework 02, then 03),
+then what they did not have. Figures are embedded as SVG data URIs in <img> tags (an SVG inside
+<img> can neither run scripts nor fetch anything), tables are plain HTML, styles are inline, and a
+Content-Security-Policy forbids scripts and every fetch but data: images; the page works from disk
+with no network. Every string from a config, a class name or a file name goes through html.escape.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
-from longtail.aggregate import METRICS, MINORITY_RULE, NOISE_RULE, PAIRED_METRICS
+from longtail.aggregate import MINORITY_RULE, NOISE_RULE
+from longtail.errors import LongtailError
 from longtail.report import figures as F
-from longtail.report.collect import ReportData, RunRecord
-from longtail.report.reference import SEED_NOTE
+from longtail.report import tables as T
+from longtail.report.collect import ReportData, init_pairs, padding_pairs
+from longtail.report.reference import SEED_FIGURE_ARMS, SEED_NOTE
 from longtail.runs import atomic_write
 
-METRIC_NAMES = {
-    "test_acc": "test acc",
-    "test_balanced_acc": "balanced acc",
-    "test_macro_f1": "macro-F1",
-    "minority_acc": "minority acc",
-    "majority_acc": "majority acc",
-    "best_test_acc_over_epochs": "best test acc over epochs",
-}
-SETTINGS = ("recipe", "epochs", "imbalance", "rebalance", "loss", "loss_params", "padding", "init", "limit_train")
-
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-th:first-child, td:first-child, td.text { text-align: left; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
 thead th { background: #f2f2f2; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -41,144 +35,177 @@ code { background: #f5f5f5; padding: 0 0.2em; }
 """
 
 
-def _num(value: float | None, digits: int = 4) -> str:
-    return "&ndash;" if value is None else f"{value:.{digits}f}"
+class Figures:
+    """Saves each figure as SVG and PDF under ``folder`` and returns its <figure> element."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.written: set[str] = set()
+
+    def html(self, fig, stem: str, caption: str) -> str:
+        svg = F.save_figure(fig, self.folder, stem)
+        self.written |= {f"{stem}.svg", f"{stem}.pdf"}
+        uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
+        links = f'(<a href="figures/{escape(stem)}.svg">SVG</a>, <a href="figures/{escape(stem)}.pdf">PDF</a>)'
+        return (f'<figure><img src="{uri}" alt="{escape(caption)}">'
+                f"<figcaption>{escape(caption)} {links}</figcaption></figure>")
+
+    def remove_stale(self) -> None:
+        """The folder is the report's own: a figure an earlier report drew and this one did not
+        (puzzles whose data is gone, an arm since deleted) must not stay beside it."""
+        for path in self.folder.glob("*"):
+            if path.suffix in (".svg", ".pdf") and path.name not in self.written:
+                path.unlink()
 
 
-def _mean_std(stat: dict) -> str:
-    if stat["mean"] is None:
-        return "&ndash;"
-    std = f" &plusmn; {stat['std']:.4f}" if stat["std"] is not None else ""
-    return f"{stat['mean']:.4f}{std}"
+def _arm_stem(data: ReportData, arm: str) -> str:
+    return f"arm-{data.arms.index(arm):02d}-{F.safe_stem(arm)}"
 
 
-def _figure(svg: bytes, stem: str, caption: str) -> str:
-    uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
-    links = (f'(<a href="figures/{escape(stem)}.svg">SVG</a>, <a href="figures/{escape(stem)}.pdf">PDF</a>)')
-    return (f'<figure><img src="{uri}" alt="{escape(caption)}">'
-            f"<figcaption>{escape(caption)} {links}</figcaption></figure>")
+def _arm_figure(data: ReportData, figs: Figures, arm: str) -> str:
+    return figs.html(F.arm_figure(data, arm), _arm_stem(data, arm),
+                     f"Arm {arm}: training and validation loss, validation and test accuracy per epoch, one line per seed.")
 
 
-def results_table(data: ReportData) -> str:
-    arms = data.aggregate["arms"]
-    if not arms:
-        return '<p class="partial">No finished runs yet: no statistics.</p>'
-    head = "".join(f"<th>{escape(METRIC_NAMES[m])}</th>" for m in METRICS)
-    rows = []
-    for arm in data.arms:
-        if arm not in arms:
-            continue
-        entry = arms[arm]
-        cells = "".join(f"<td>{_mean_std(entry[m])}</td>" for m in METRICS)
-        seed = data.seed_number(arm)
-        best = entry["best_test_acc_over_epochs"]["mean"]
-        diff = f"{best - seed:+.4f}" if seed is not None and best is not None else "&ndash;"
-        rows.append(f"<tr><td>{escape(arm)}</td><td>{entry['n_seeds']}</td>{cells}"
-                    f"<td>{_num(seed)}</td><td>{diff}</td></tr>")
-    return ("<table><thead><tr><th>arm</th><th>seeds</th>" + head +
-            "<th>seed report (best over epochs)</th><th>ours best &minus; seed</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
-
-
-def paired_table(data: ReportData) -> str:
-    paired = data.aggregate["paired"]
-    if not paired:
-        return "<p>No paired comparison (no baseline arm with finished runs).</p>"
-    rows = []
-    for arm in data.arms:
-        for metric in PAIRED_METRICS:
-            if arm not in paired:
-                continue
-            p = paired[arm][metric]
-            verdict = {True: "yes", False: "no", None: "undetermined"}[p["exceeds_noise"]]
-            rows.append(f"<tr><td>{escape(arm)}</td><td class='text'>{escape(METRIC_NAMES[metric])}</td>"
-                        f"<td>{p['n']}</td><td>{_num(p['diff_mean'])}</td><td>{_num(p['diff_std'])}</td>"
-                        f"<td>{_num(p['p_value'], 3)}</td><td class='text'>{verdict}</td>"
-                        f"<td class='text'>{escape(p['rule'] or '')}</td></tr>")
-    return ("<table><thead><tr><th>arm</th><th>metric</th><th>paired seeds</th><th>mean diff</th><th>std of diff</th>"
-            "<th>p</th><th>exceeds seed noise?</th><th>rule</th></tr></thead><tbody>" + "".join(rows) +
-            "</tbody></table>")
-
-
-def _status(run: RunRecord) -> str:
-    if run.partial:
-        return f'<span class="partial">partial: {len(run.metrics)} of {escape(str(run.config.get("epochs", "?")))} epochs</span>'
-    return "finished"
-
-
-def runs_table(data: ReportData) -> str:
-    rows = []
-    for run in data.runs + data.pretrain:
-        settings = ", ".join(f"{k}={run.config[k]}" for k in SETTINGS if run.config.get(k) not in (None, "", {}, []))
-        acc = _num(run.summary.get("test_acc")) if run.summary else "&ndash;"
-        folder = run.path.relative_to(data.root) if run.path != data.root else Path(".")
-        rows.append(f"<tr><td>{escape(run.arm)}</td><td>{escape(str(run.seed))}</td><td class='text'>{_status(run)}</td>"
-                    f"<td>{acc}</td><td class='text'>{escape(settings)}</td>"
-                    f"<td class='text'><code>{escape(str(folder))}</code></td></tr>")
-    return ("<table><thead><tr><th>arm</th><th>seed</th><th>status</th><th>test acc</th><th>settings</th>"
-            "<th>folder</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
-
-
-def _draw_all(data: ReportData, folder: Path) -> list[tuple[str, str]]:
-    """(section heading, figure HTML) for every figure, saved under ``folder``."""
-    out = []
-
-    def add(heading: str, fig, stem: str, caption: str) -> None:
-        out.append((heading, _figure(F.save_figure(fig, folder, stem), stem, caption)))
-
-    finished = bool(data.aggregate["arms"])
-    if finished:
-        add("Results", F.results_figure(data), "results",
-            "Test accuracy per arm, mean and standard deviation over seeds; diamonds: the seed report.")
-    if data.runs:
-        add("Validation curves", F.curves_figure(data, "val_loss", "validation loss (cross-entropy)"), "val-loss",
-            f"Validation loss for all arms, raw and smoothed ({F.SMOOTHING_TEXT}).")
-        add("Validation curves", F.curves_figure(data, "val_acc", "validation accuracy"), "val-acc",
-            f"Validation accuracy for all arms, raw and smoothed ({F.SMOOTHING_TEXT}).")
-    for i, arm in enumerate(data.arms):
-        add("Each arm", F.arm_figure(data, arm), f"arm-{i:02d}-{F.safe_stem(arm)}",
-            f"Arm {arm}: training and validation loss, validation and test accuracy per epoch.")
-    if finished and data.classes:
-        add("Per-class accuracy", F.per_class_figure(data), "per-class-acc",
-            "Test accuracy of each class, mean over seeds (error bars: standard deviation).")
-        add("Confusion matrices", F.confusion_figure(data), "confusion",
-            "Test confusion matrices, summed over seeds, each row divided by its class's count.")
-    if data.pretrain:
-        add("Jigsaw pretraining", F.pretext_figure(data), "pretext",
-            "Pretext task on the validation split per epoch: loss, tiles placed, puzzles solved, confidence.")
-    return out
-
-
-def build_report(data: ReportData) -> Path:
-    figures_dir = data.root / "figures"
-    drawn = _draw_all(data, figures_dir)
+def header(data: ReportData) -> list[str]:
+    what = "Study" if data.kind == "study" else "Run"
     parts = [f"<h1>{escape(data.title)}</h1>",
-             f"<p class='note'>{'Study' if data.kind == 'study' else 'Run'} folder <code>{escape(str(data.root))}</code>: "
-             f"{len(data.runs)} run(s) in {len(data.arms)} arm(s).</p>"]
+             f"<p class='note'>{what} folder <code>{escape(str(data.root))}</code>: {len(data.runs)} classifier "
+             f"run(s) in {len(data.arms)} arm(s), {len(data.pretrain)} pretraining run(s).</p>"]
+    ds = data.dataset
+    if ds:
+        fingerprint = str(ds.get("fingerprint") or "")[:16] or "unknown"
+        given = f", given as <code>{escape(str(ds['source']))}</code>" if ds.get("source") else ""
+        parts.append(f"<p class='note' id='dataset'>Data: {escape(str(ds.get('name') or ds.get('source')))} "
+                     f"(fingerprint {escape(fingerprint)}){given}.</p>")
     partial = data.partial_runs
     if partial:
         names = ", ".join(escape(r.label) for r in partial)
-        parts.append(f"<p class='partial'>{len(partial)} partial run(s) (no summary.json yet), drawn dashed and left "
-                     f"out of every statistic: {names}.</p>")
+        parts.append(f"<p class='partial'>{len(partial)} partial run(s) (no summary.json: still running or "
+                     f"interrupted), drawn dashed and left out of every statistic: {names}.</p>")
+    return parts
+
+
+def results_section(data: ReportData, figs: Figures) -> list[str]:
+    parts = ["<h2>Results</h2>", T.results_table(data),
+             f"<p class='note'>{escape(SEED_NOTE)} Test acc is measured at the epoch chosen on our held-out "
+             f"validation split. &plusmn;: sample standard deviation over seeds. {escape(MINORITY_RULE)}.</p>"]
+    if data.aggregate["arms"]:
+        parts.append(figs.html(F.results_figure(data), "results",
+                               "Test accuracy per arm, mean and standard deviation over seeds; diamonds: the seed report."))
+    return parts
+
+
+def homework02_section(data: ReportData, figs: Figures, shown: set[str]) -> list[str]:
+    """The seed's figures 1 and 2, its table 2, figures 3 and 4, and its padding remark."""
+    parts = ["<h2>Homework 02: the imbalance study</h2>"]
+    for label, names in SEED_FIGURE_ARMS.items():
+        arm = data.first_arm(names)
+        if arm is not None:
+            parts += [f"<h3>Homework 02, {escape(label)} (arm {escape(arm)})</h3>", _arm_figure(data, figs, arm)]
+            shown.add(arm)
+    parts += ["<h3>Best accuracy per arm (Homework 02, table 2)</h3>", T.seed_table(data)]
+    parts += ["<h3>Validation loss and accuracy of all arms, raw and smoothed (Homework 02, figures 3 and 4)</h3>",
+              f"<p class='note'>Smoothing: {escape(F.SMOOTHING_TEXT)}. Validation loss is plain cross-entropy "
+              "whatever loss an arm trains with.</p>",
+              figs.html(F.curves_figure(data, "val_loss", "validation loss (cross-entropy)"), "val-loss",
+                        f"Figure 3: validation loss of all arms, raw (left) and smoothed (right), mean over seeds "
+                        f"with a band of one standard deviation; smoothing: {F.SMOOTHING_TEXT}."),
+              figs.html(F.curves_figure(data, "val_acc", "validation accuracy"), "val-acc",
+                        f"Figure 4: validation accuracy of all arms, raw (left) and smoothed (right), mean over "
+                        f"seeds with a band of one standard deviation; smoothing: {F.SMOOTHING_TEXT}.")]
+    pairs = padding_pairs(data)
+    if pairs:
+        parts.append("<h3>Padding: 'same' vs 'valid' (Homework 02, section 1)</h3>")
+        parts += [T.padding_sentence(data, same, valid) for same, valid in pairs]
+    return parts
+
+
+def _puzzle_part(data: ReportData, figs: Figures, note: Callable[[str], None]) -> str:
+    from longtail.report.puzzles import pretraining_run, puzzle_figure, solve_examples
+
+    run = pretraining_run(data.pretrain)
+    if run is None:
+        return "<p class='note'>No pretraining run with a checkpoint.pt: no puzzles to show.</p>"
+    try:
+        examples = solve_examples(run)
+    except LongtailError as e:
+        note(f"puzzle examples skipped: {e}")
+        return f"<p class='note' id='puzzles-skipped'>Puzzle examples skipped: {escape(str(e))}.</p>"
+    partial = " (partial run: its latest checkpoint)" if run.partial else ""
+    return figs.html(puzzle_figure(examples), "puzzles",
+                     f"Figure 1: {len(examples.labels)} test images of {run.label}{partial}, their shuffled tiles, "
+                     f"and the order the net restores by row argmax (two tiles may claim one position; an empty "
+                     f"position is grey) and by Hungarian decoding; red frames: a tile in the wrong place.")
+
+
+def homework03_section(data: ReportData, figs: Figures, note: Callable[[str], None]) -> list[str]:
+    """The seed's figure 1 (puzzles), figure 3 (pretext curves), figure 4 (with and without
+    pretraining) and table 2 (the layer map)."""
+    pairs = init_pairs(data)
+    has_map = any("transfer" in r.summary for r in data.runs if not r.partial)
+    if not (data.pretrain or pairs or has_map):
+        return []
+    parts = ["<h2>Homework 03: jigsaw pretraining and transfer</h2>"]
+    if data.pretrain:
+        parts += ["<h3>Puzzles solved by the pretrained net (Homework 03, figure 1)</h3>", _puzzle_part(data, figs, note),
+                  "<h3>The pretext task per epoch (Homework 03, figure 3)</h3>",
+                  figs.html(F.pretext_figure(data), "pretext",
+                            "Figure 3: the pretext task on the validation split per epoch: loss, tiles placed, "
+                            "puzzles solved (by argmax and Hungarian decoding), confidence; dotted: the seed report."),
+                  T.pretext_table(data),
+                  "<p class='note'>The seed decoded by row argmax and quoted the best value over 10 epochs on "
+                  "CIFAR-10's test set; ours are on the held-out validation split, and on the test set at the "
+                  "epoch with the best Hungarian whole-puzzle accuracy on validation.</p>"]
+    if pairs:
+        parts += ["<h3>The classifier with and without jigsaw initialisation (Homework 03, figure 4)</h3>",
+                  figs.html(F.init_figure(data, pairs), "init-curves",
+                            "Figure 4: validation loss and accuracy per epoch from random and from jigsaw "
+                            "initialisation, mean over seeds with a band of one standard deviation."),
+                  T.init_table(data, pairs),
+                  f"<p class='note'>Paired over seeds; noise rule: {escape(NOISE_RULE)}. The seed report's "
+                  "figures are its best accuracy over 20 epochs.</p>"]
+    if has_map:
+        parts += ["<h3>Layer map used for transfer (Homework 03, table 2)</h3>", T.layer_map_tables(data)]
+    return parts
+
+
+def details_section(data: ReportData, figs: Figures, shown: set[str]) -> list[str]:
+    parts = []
+    if data.aggregate["arms"] and data.classes:
+        parts += ["<h2>Per-class accuracy</h2>", T.per_class_table(data),
+                  figs.html(F.per_class_figure(data), "per-class-acc",
+                            "Test accuracy of each class, mean over seeds (error bars: standard deviation)."),
+                  "<h2>Confusion matrices</h2>",
+                  figs.html(F.confusion_figure(data), "confusion",
+                            "Test confusion matrices, summed over seeds, each row divided by its class's count.")]
+    others = [arm for arm in data.arms if arm not in shown]
+    if others:
+        parts.append("<h2>Each arm</h2>")
+        parts += [_arm_figure(data, figs, arm) for arm in others]
+    return parts
+
+
+def build_report(data: ReportData, note: Callable[[str], None]) -> Path:
+    figs = Figures(data.root / "figures")
+    shown: set[str] = set()
+    parts = header(data)
     if data.runs:
-        parts += ["<h2>Results</h2>", results_table(data), f"<p class='note'>{escape(SEED_NOTE)} Test acc is measured "
-                  "at the epoch chosen on our held-out validation split. &plusmn;: sample standard deviation over "
-                  f"seeds. {escape(MINORITY_RULE)}.</p>"]
+        parts += results_section(data, figs)
+        parts += homework02_section(data, figs, shown)
     if data.kind == "study" and data.runs:
         baseline = escape(data.baseline) if data.baseline else "none"
-        parts += [f"<h2>Paired comparison with the baseline arm ({baseline})</h2>", paired_table(data),
+        parts += [f"<h2>Paired comparison with the baseline arm ({baseline})</h2>", T.paired_table(data),
                   f"<p class='note'>Difference arm &minus; baseline per seed. Noise rule: {escape(NOISE_RULE)}.</p>"]
-    heading = None
-    for section, html in drawn:
-        if section != heading:
-            parts.append(f"<h2>{escape(section)}</h2>")
-            heading = section
-        parts.append(html)
-    parts += ["<h2>Runs</h2>", runs_table(data)]
+    parts += homework03_section(data, figs, note)
+    parts += details_section(data, figs, shown)
+    parts += ["<h2>Runs</h2>", T.runs_table(data)]
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
             f"<title>{escape(data.title)} - longtail report</title><style>{STYLE}</style></head><body>\n"
             + "\n".join(parts) + "\n</body></html>\n")
     path = data.root / "report.html"
     encoded = page.encode("utf-8")
     atomic_write(path, lambda f: f.write(encoded))
+    figs.remove_stale()
     return path

@@ -7,12 +7,13 @@ CIFAR-10's test set and it reported the best epoch, so the comparable figure of 
 ``best_test_acc_over_epochs``.
 
 A number is shown beside an arm only when the arm has the seed's name *and* its setting (the
-imbalance profile, remedy, loss, padding and the full training set), so a "copy" arm of another
-study is not compared with it.
+imbalance profile, remedy, loss, padding and the full training set) *and* the runs classified
+CIFAR-10's ten classes, so a "copy" arm of another study, or on other data, is not compared with it.
 """
 
 from __future__ import annotations
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 STEP_10 = ("step:10", "step", "step:10:0-4")
 _PLAIN = {"imbalance": (None, ""), "rebalance": ("none",), "loss": ("ce",), "padding": (None, "same"),
           "limit_train": (None,)}
@@ -34,9 +35,9 @@ SEED_BEST_ACC = {name: number for name, (number, _) in _SEED_ARMS.items()}
 SEED_PRETEXT = {"val_position_acc_argmax": 0.7918, "val_puzzle_acc_argmax": 0.6593, "val_confidence": 0.7309}
 SEED_PRETEXT_EPOCHS = 10
 
-# Which arm stands for the seed's Homework 02 figures 1 and 2 (first name present wins).
-SEED_FIGURE_ARMS = {"figure 1 (balanced training set)": ("balanced", "random-init"),
-                    "figure 2 (imbalanced training set)": ("imbalanced",)}
+# Which arm stands for the seed's Homework 02 figures 1 and 2: the first of these names a study has.
+SEED_FIGURE_ARMS = {"figure 1: the balanced training set": ("balanced", "random-init"),
+                    "figure 2: the imbalanced training set": ("imbalanced",)}
 
 SEED_NOTE = ("The seed report's numbers are its best accuracy over 20 epochs on the CIFAR-10 test set (which it "
              "called the validation set); compare them with our 'best test acc over epochs'. They are shown only "
@@ -48,9 +49,10 @@ SEED_PADDING = ("The seed report (Homework 02, section 1) found 'same' padding b
                 "number: on a 32x32 image 'valid' drops the border pixels at every convolution.")
 
 
-def seed_number(arm: str, config: dict) -> float | None:
-    """The seed report's best accuracy for ``arm`` if its ``config`` is the seed's setting."""
-    if arm not in _SEED_ARMS:
+def seed_number(arm: str, config: dict, classes: list[str]) -> float | None:
+    """The seed report's best accuracy for ``arm`` if its ``config`` is the seed's setting and its
+    ``classes`` are CIFAR-10's."""
+    if arm not in _SEED_ARMS or tuple(classes) != CIFAR10_CLASSES:
         return None
     number, setting = _SEED_ARMS[arm]
     ok = all(config.get(key, None) in accepted for key, accepted in setting.items())

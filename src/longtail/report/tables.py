@@ -1,0 +1,230 @@
+"""The report's HTML tables and sentences. Each function takes a :class:`ReportData` and returns
+an HTML fragment; every string from a config, a class name or a file name goes through
+html.escape, numbers are formatted here."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+
+from longtail.aggregate import METRICS, PAIRED_METRICS, mean_std, paired_comparison
+from longtail.report.collect import ReportData, RunRecord
+from longtail.report.reference import SEED_PADDING, SEED_PRETEXT, SEED_PRETEXT_EPOCHS
+
+METRIC_NAMES = {
+    "test_acc": "test acc",
+    "test_balanced_acc": "balanced acc",
+    "test_macro_f1": "macro-F1",
+    "minority_acc": "minority acc",
+    "majority_acc": "majority acc",
+    "best_test_acc_over_epochs": "best test acc over epochs",
+}
+SETTINGS = ("recipe", "epochs", "imbalance", "rebalance", "loss", "loss_params", "padding", "init", "transfer",
+            "limit_train", "grid", "gap", "tile_norm", "grayscale")
+PRETEXT_ROWS = (
+    ("val_position_acc_argmax", "tiles in the right place, argmax"),
+    ("val_position_acc_hungarian", "tiles in the right place, Hungarian"),
+    ("val_puzzle_acc_argmax", "whole puzzles solved, argmax"),
+    ("val_puzzle_acc_hungarian", "whole puzzles solved, Hungarian"),
+    ("val_confidence", "confidence"),
+)
+DASH = "&ndash;"
+
+
+def num(value: float | None, digits: int = 4) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def mean_pm_std(stat: dict) -> str:
+    if stat["mean"] is None:
+        return DASH
+    std = f" &plusmn; {stat['std']:.4f}" if stat["std"] is not None else ""
+    return f"{stat['mean']:.4f}{std}"
+
+
+def _table(table_id: str, head: list[str], rows: list[str]) -> str:
+    """``head``: cells already escaped; ``rows``: complete <tr> elements."""
+    cells = "".join(f"<th>{h}</th>" for h in head)
+    return f"<table id='{table_id}'><thead><tr>{cells}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _row(*cells: str) -> str:
+    """A <tr> of cells already escaped."""
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def results_table(data: ReportData) -> str:
+    arms = data.aggregate["arms"]
+    if not arms:
+        return '<p class="partial">No finished runs yet: no statistics.</p>'
+    rows = []
+    for arm in data.arms:
+        if arm not in arms:
+            continue
+        entry = arms[arm]
+        seed = data.seed_number(arm)
+        best = entry["best_test_acc_over_epochs"]["mean"]
+        diff = f"{best - seed:+.4f}" if seed is not None and best is not None else DASH
+        rows.append(_row(escape(arm), str(entry["n_seeds"]), *(mean_pm_std(entry[m]) for m in METRICS), num(seed), diff))
+    head = ["arm", "seeds", *(escape(METRIC_NAMES[m]) for m in METRICS), "seed report (best over epochs)",
+            "ours best &minus; seed"]
+    return _table("results", head, rows)
+
+
+def seed_table(data: ReportData) -> str:
+    """Homework 02, table 2: the best accuracy over epochs per arm, the seed's beside ours."""
+    arms = data.aggregate["arms"]
+    rows = []
+    for arm in data.arms:
+        entry = arms.get(arm)
+        seed = data.seed_number(arm)
+        if entry is None:
+            rows.append(_row(escape(arm), num(seed), "no finished run", DASH, DASH))
+            continue
+        best = entry["best_test_acc_over_epochs"]
+        diff = f"{best['mean'] - seed:+.4f}" if seed is not None and best["mean"] is not None else DASH
+        rows.append(_row(escape(arm), num(seed), f"{mean_pm_std(best)} (n={entry['n_seeds']})", diff,
+                         mean_pm_std(entry["test_acc"])))
+    head = ["arm", "seed report", "ours: best test acc over epochs, mean &plusmn; std", "ours &minus; seed",
+            "ours: test acc at the epoch chosen on validation"]
+    return _table("seed-table", head, rows)
+
+
+def padding_sentence(data: ReportData, same: str, valid: str) -> str:
+    """One sentence: 'same' vs 'valid' padding, from two arms that differ only in it."""
+    arms = data.aggregate["arms"]
+    if same not in arms or valid not in arms:
+        return (f"<p>Padding: arms <code>{escape(same)}</code> ('same') and <code>{escape(valid)}</code> ('valid') "
+                f"have no finished runs to compare yet. {escape(SEED_PADDING)}</p>")
+    best = {a: arms[a]["best_test_acc_over_epochs"] for a in (same, valid)}
+    test = {a: arms[a]["test_acc"] for a in (same, valid)}
+    per_seed = {a: {int(s): r["test_acc"] for s, r in arms[a]["per_seed"].items()} for a in (same, valid)}
+    paired = paired_comparison(per_seed[same], per_seed[valid])
+    verdict = {True: "more than", False: "within", None: "with too few seeds to compare with"}[paired["exceeds_noise"]]
+    diff = paired["diff_mean"]
+    which = DASH if diff is None else ("'same'" if diff > 0 else "'valid'" if diff < 0 else "neither")
+    return (f"<p id='padding'>Padding: with 'same' padding (<code>{escape(same)}</code>) the classifier reaches "
+            f"{mean_pm_std(test[same])} test accuracy at the epoch chosen on validation "
+            f"(best over epochs {mean_pm_std(best[same])}), with 'valid' padding (<code>{escape(valid)}</code>) "
+            f"{mean_pm_std(test[valid])} (best {mean_pm_std(best[valid])}); {which} is better by "
+            f"{num(None if diff is None else abs(diff))} on paired seeds, {verdict} the seed-to-seed noise "
+            f"({escape(paired['rule'] or 'no rule')}). {escape(SEED_PADDING)}</p>")
+
+
+def paired_table(data: ReportData) -> str:
+    paired = data.aggregate["paired"]
+    if not paired:
+        return "<p>No paired comparison (no baseline arm with finished runs).</p>"
+    rows = []
+    for arm in data.arms:
+        for metric in PAIRED_METRICS:
+            if arm not in paired:
+                continue
+            p = paired[arm][metric]
+            verdict = {True: "yes", False: "no", None: "undetermined"}[p["exceeds_noise"]]
+            rows.append(_row(escape(arm), escape(METRIC_NAMES[metric]), str(p["n"]), num(p["diff_mean"]),
+                             num(p["diff_std"]), num(p["p_value"], 3), verdict, escape(p["rule"] or "")))
+    head = ["arm", "metric", "paired seeds", "mean diff", "std of diff", "p", "exceeds seed noise?", "rule"]
+    return _table("paired", head, rows)
+
+
+def per_class_table(data: ReportData) -> str:
+    """Test recall of every class per arm, mean over finished seeds."""
+    rows = []
+    for arm in data.arms:
+        runs = data.finished(arm)
+        if not runs:
+            continue
+        means = []
+        for j in range(len(data.classes)):
+            values = [r.summary["per_class_acc"][j] for r in runs if r.summary["per_class_acc"][j] is not None]
+            means.append(num(mean_std(values)["mean"]))
+        rows.append(_row(escape(arm), *means))
+    return _table("per-class", ["arm", *(escape(c) for c in data.classes)], rows)
+
+
+def pretext_table(data: ReportData) -> str:
+    """Homework 03's jigsaw figures: the seed's best over 10 epochs beside ours (best over epochs on
+    validation, and on the test set at the epoch chosen), mean +- std over finished pretraining seeds."""
+    finished = [r for r in data.pretrain if not r.partial]
+    rows = []
+    for key, name in PRETEXT_ROWS:
+        best = mean_std([r.summary["best_over_epochs"][key] for r in finished
+                         if key in r.summary.get("best_over_epochs", {})])
+        test = mean_std([r.summary[f"test_{key[4:]}"] for r in finished if f"test_{key[4:]}" in r.summary])
+        rows.append(_row(escape(name), num(SEED_PRETEXT.get(key)), mean_pm_std(best), mean_pm_std(test)))
+    epochs = sorted({str(r.summary.get("epochs")) for r in finished})
+    head = ["jigsaw figure", f"seed report (best of {SEED_PRETEXT_EPOCHS} epochs)",
+            f"ours: best over {escape('/'.join(epochs) or '?')} epochs, validation (n={len(finished)})",
+            "ours: test set, epoch chosen on validation"]
+    return _table("pretext", head, rows)
+
+
+def init_table(data: ReportData, pairs: list[tuple[str, str]]) -> str:
+    """Homework 03's classifier with and without jigsaw initialisation: per pair of arms, both
+    figures and their paired difference, beside the seed's 0.7259 -> 0.7429."""
+    arms = data.aggregate["arms"]
+    rows = []
+    for plain, init in pairs:
+        seed_plain, seed_init = data.seed_number(plain), data.seed_number(init)
+        seed = f"{seed_plain:.4f} &rarr; {seed_init:.4f}" if seed_plain and seed_init else DASH
+        for metric in ("test_acc", "best_test_acc_over_epochs"):
+            if plain not in arms or init not in arms:
+                rows.append(_row(escape(plain), escape(init), escape(METRIC_NAMES[metric]), DASH, DASH,
+                                 "no finished runs in both arms", DASH,
+                                 seed if metric == "best_test_acc_over_epochs" else DASH))
+                continue
+            per_seed = {a: {int(s): r[metric] for s, r in arms[a]["per_seed"].items()} for a in (plain, init)}
+            p = paired_comparison(per_seed[init], per_seed[plain])
+            verdict = {True: "yes", False: "no", None: "undetermined"}[p["exceeds_noise"]]
+            diff = DASH if p["diff_mean"] is None else f"{p['diff_mean']:+.4f}"
+            rows.append(_row(escape(plain), escape(init), escape(METRIC_NAMES[metric]), mean_pm_std(arms[plain][metric]),
+                             mean_pm_std(arms[init][metric]), f"{diff} (n={p['n']})", verdict,
+                             seed if metric == "best_test_acc_over_epochs" else DASH))
+    head = ["random init", "jigsaw init", "metric", "random init", "jigsaw init", "jigsaw &minus; random, paired",
+            "exceeds seed noise?", "seed report"]
+    return _table("init", head, rows)
+
+
+def layer_map_tables(data: ReportData) -> str:
+    """Homework 03, table 2: the layer map of each arm with init, as its summary.json records it
+    (identical maps are shown once, with the arms that used them)."""
+    maps: dict[str, tuple[dict, list[str]]] = {}
+    for arm in data.arms:
+        run = next((r for r in data.finished(arm) if "transfer" in r.summary), None)
+        if run is None:
+            continue
+        transfer = run.summary["transfer"]
+        key = json.dumps([transfer.get("freeze"), transfer.get("layers")])
+        maps.setdefault(key, (transfer, []))[1].append(arm)
+    parts = []
+    for n, (transfer, arms) in enumerate(maps.values()):
+        rows = [_row(escape(str(layer.get("name"))), escape(" x ".join(map(str, layer.get("shape") or []))) or DASH,
+                     escape(str(layer.get("status"))), escape(str(layer["from"])) if layer.get("from") else DASH)
+                for layer in transfer.get("layers", [])]
+        mode = "transferred layers frozen" if transfer.get("freeze") else "all layers fine-tuned"
+        parts.append(f"<p>Arms {escape(', '.join(arms))} ({mode}; from a {escape(str(transfer.get('pretrain_grid')))}"
+                     f"x{escape(str(transfer.get('pretrain_grid')))} jigsaw checkpoint, e.g. "
+                     f"<code>{escape(str(transfer.get('checkpoint')))}</code>):</p>")
+        parts.append(_table(f"layer-map-{n}", ["classifier layer", "weight shape", "status", "from jigsaw layer"], rows))
+    return "".join(parts)
+
+
+def _status(run: RunRecord) -> str:
+    if run.partial:
+        return f'<span class="partial">partial: {len(run.metrics)} of {escape(str(run.config.get("epochs", "?")))} epochs</span>'
+    return "finished"
+
+
+def runs_table(data: ReportData) -> str:
+    rows = []
+    for run in data.runs + data.pretrain:
+        shown = [k for k in SETTINGS if run.config.get(k) not in (None, "", {}, [])
+                 and (k != "transfer" or run.config.get("init"))]  # finetune vs freeze means nothing without init
+        settings = ", ".join(f"{k}={run.config[k]}" for k in shown)
+        acc = num(run.summary.get("test_acc")) if run.summary else DASH
+        folder = run.path.relative_to(data.root) if run.path != data.root else Path(".")
+        rows.append(_row(escape(run.arm), escape(str(run.seed)), _status(run), acc, escape(settings),
+                         f"<code>{escape(str(folder))}</code>"))
+    return _table("runs", ["arm", "seed", "status", "test acc", "settings", "folder"], rows)
