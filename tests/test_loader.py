@@ -43,3 +43,13 @@ def test_ranks_partition_the_epoch():
     shards = [_loader(shuffle=True, seed=5, rank=r, world_size=3) for r in range(3)]
     seen = torch.cat([torch.cat([y for _, y in s.epoch(1)]) for s in shards])
     assert sorted(seen.tolist()) == list(range(103))
+
+
+def test_channel_stats_match_a_direct_computation():
+    from longtail.data.loader import channel_stats
+
+    images = torch.randint(0, 256, (50, 3, 5, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = channel_stats(images, chunk=7)
+    x = images.double().div(255).transpose(0, 1).reshape(3, -1)
+    assert torch.allclose(torch.tensor(mean, dtype=torch.float64), x.mean(1), atol=1e-12)
+    assert torch.allclose(torch.tensor(std, dtype=torch.float64), x.std(1), atol=1e-9)

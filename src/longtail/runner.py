@@ -7,6 +7,7 @@ source -> validation split -> subset -> imbalance -> rebalance -> loaders -> mod
 from __future__ import annotations
 
 import platform
+import resource
 import time
 from dataclasses import dataclass
 
@@ -119,6 +120,8 @@ def environment(device: torch.device, precision: str) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "precision": precision,
         "threads": torch.get_num_threads(),
+        # Peak resident memory of the whole process so far (in a study: of all its runs so far).
+        "peak_rss_mib_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "versions": {"longtail": longtail.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
 
