@@ -236,11 +236,13 @@ def test_a_changed_study_does_not_reuse_old_runs(tmp_path, tiny_data, capsys):
     assert err.count("\n") == 1 and "lr = 0.001" in err and "0.01" in err
 
 
-def test_pretraining_runs_once_per_seed_and_initialises_its_arm(tmp_path, tiny_folder, monkeypatch):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_pretraining_runs_once_per_seed_and_initialises_its_arm(tmp_path, tiny_folder, monkeypatch, workers):
     pytest.importorskip("longtail.pretrain")
     monkeypatch.setenv("TINY_DATA", str(tiny_folder(tmp_path / "data", classes=2, per_class=10, size=32)))
     text = TINY.replace('imbalance = "step:2"', 'init = "pretrain"') + "[pretrain]\nepochs = 1\nval_size = 4\n"
-    assert _run(tmp_path, text) == 0
+    # with workers, the arm initialised from the pretraining must wait for it
+    assert _run(tmp_path, text, "--workers", workers) == 0
     assert (tmp_path / "out" / "pretrain" / "seed-0" / "summary.json").exists()
     summary = json.loads((tmp_path / "out" / "runs" / "imbalanced" / "seed-0" / "summary.json").read_text())
     assert "transfer" in summary

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
     study.add_argument("--shard", default=None, metavar="K/N", help="run only the K-th of N slices of the grid")
     study.add_argument("--workers", type=int, default=1, metavar="M",
-                       help="run up to M grid runs at once on this machine, each with cores/M threads")
+                       help="run up to M grid runs at once on this machine, each a process with cores/M threads")
     study.add_argument("--collect", action="store_true",
                        help="run nothing: aggregate the finished runs and list the missing ones")
 

@@ -331,22 +331,67 @@ def run_study(study: Study, *, shard_spec: tuple[int, int] | None = None,
     return aggregate, []
 
 
-def run_with_workers(study: Study, workers: int) -> tuple[dict | None, list[Cell]]:
-    """Run the grid as ``workers`` child processes on this machine, each the K-th shard with an
-    equal share of the cores as its thread count (for many-core CPUs, where one small-CNN run
-    cannot use every core), then aggregate."""
-    import os
-    import subprocess
-    import sys
+def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = print
+                     ) -> tuple[dict | None, list[Cell]]:
+    """Run the grid in ``workers`` local processes, each with an equal share of the cores as its
+    thread count (for many-core CPUs, where one small-CNN run cannot use every core), then aggregate.
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    base = [sys.executable, "-m", "longtail", "study", study.source, "--data", study.data, "--out", str(study.out),
-            "--seeds", ",".join(str(s) for s in study.seeds)] + (["--quiet"] if study.quiet else [])
-    procs = [subprocess.Popen(base + ["--shard", f"{k}/{workers}"], env=env) for k in range(1, workers + 1)]
-    failed = [k for k, p in enumerate(procs, 1) if p.wait() != 0]
-    if failed:
-        raise LongtailError(f"worker {failed[0]} of {workers} failed (its message is above); rerun to resume")
+    Cells are handed out as processes come free, so no worker idles while another has a queue; a
+    seed's pretraining runs first and the arms initialised from it are queued when it finishes.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from longtail.data.sources import load_dataset
+
     cells = grid(study)
+    dataset = load_dataset(study.data)
+    import torch
+
+    counts = torch.bincount(dataset.train_labels, minlength=dataset.num_classes).tolist()
+    for cell in cells:
+        check_cell(cell, dataset.num_classes, counts)
+    write_json(study.out / "study.json", study_record(study, cells))
+    pending = [c for c in cells if not RunDir(c.run_dir).finished]
+    pretraining = {c.seed for c in pending if c.kind == "pretrain"}
+    blocked = [c for c in pending if c.kind == "train" and c.group[0] == "pretrain" and c.seed in pretraining]
+    ready = sorted((c for c in pending if c not in blocked), key=lambda c: c.kind != "pretrain")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+                             initargs=(threads, study.data)) as pool:
+        running = {pool.submit(_worker_run, cell): cell for cell in ready}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                cell = running.pop(future)
+                try:
+                    summary, seconds = future.result()
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+                if not study.quiet:
+                    figure = f"test acc {summary['test_acc']:.4f}" if "test_acc" in summary else "pretraining done"
+                    log(f"{cell.arm:<20} seed {cell.seed}  {figure}  ({seconds:.0f} s)")
+                if cell.kind == "pretrain":
+                    for dependent in [c for c in blocked if c.seed == cell.seed]:
+                        running[pool.submit(_worker_run, dependent)] = dependent
     missing = [c for c in cells if not RunDir(c.run_dir).finished]
     return (collect(study, cells)[0] if not missing else None), missing
+
+
+_WORKER_DATA: dict = {}
+
+
+def _worker_start(threads: int, data: str) -> None:
+    import torch
+
+    from longtail.data.sources import load_dataset
+
+    torch.set_num_threads(threads)
+    _WORKER_DATA["dataset"] = load_dataset(data)  # from the decoded cache: a fraction of a second
+
+
+def _worker_run(cell: Cell) -> tuple[dict, float]:
+    started = time.time()
+    return run_cell(cell, _WORKER_DATA["dataset"]), time.time() - started
