@@ -18,9 +18,9 @@ from longtail.runs import load_checkpoint
 TIMING = {"seconds", "images_per_s"}
 
 
-def _args(cifar_zip, out, *extra):
+def _args(cifar_zip, out, *extra, precision="fp32"):
     return [sys.executable, "-m", "longtail", "train", "--data", str(cifar_zip), "--out", str(out),
-            "--recipe", "seed", "--precision", "fp32", "--epochs", "2", "--limit-train", "1500",
+            "--recipe", "seed", "--precision", precision, "--epochs", "2", "--limit-train", "1500",
             "--val-size", "500", "--limit-test", "500", "--checkpoint-every", "5", "--seed", "3", "--quiet", *extra]
 
 
@@ -45,17 +45,22 @@ def _wait_for_mid_epoch_checkpoint(out, proc, timeout=120):
     pytest.fail("no mid-epoch checkpoint appeared")
 
 
-def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(cifar, cifar_zip, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(cifar, cifar_zip, tmp_path, precision):
+    # bf16 too: every random stream is derived from (seed, epoch, step) and the CPU kernels are
+    # deterministic, so a resumed bf16 run also matches bit for bit on the same machine.
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    subprocess.run(_args(cifar_zip, whole), check=True, capture_output=True, timeout=300)
-    proc = subprocess.Popen(_args(cifar_zip, broken), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(_args(cifar_zip, whole, precision=precision), check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen(_args(cifar_zip, broken, precision=precision), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     _wait_for_mid_epoch_checkpoint(broken, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (broken / "summary.json").exists()
-    again = subprocess.run(_args(cifar_zip, broken), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_args(cifar_zip, broken, precision=precision), capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "--resume" in again.stderr  # refuses to overwrite silently
-    subprocess.run(_args(cifar_zip, broken, "--resume"), check=True, capture_output=True, timeout=300)
+    subprocess.run(_args(cifar_zip, broken, "--resume", precision=precision), check=True, capture_output=True,
+                   timeout=300)
     a, b = load_checkpoint(whole / "checkpoint.pt"), load_checkpoint(broken / "checkpoint.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
