@@ -65,7 +65,6 @@ class FitOptions:
     seed: int = 0
     progress: bool = True
     checkpoint_every: int | None = None  # steps; epochs always end with a checkpoint
-    score_key: str = "score"
     max_grad_norm: float | None = None
 
 
