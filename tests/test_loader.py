@@ -53,3 +53,12 @@ def test_channel_stats_match_a_direct_computation():
     x = images.double().div(255).transpose(0, 1).reshape(3, -1)
     assert torch.allclose(torch.tensor(mean, dtype=torch.float64), x.mean(1), atol=1e-12)
     assert torch.allclose(torch.tensor(std, dtype=torch.float64), x.std(1), atol=1e-9)
+
+
+def test_ranks_together_make_the_single_process_batches_augmentation_included():
+    one = _loader(shuffle=True, seed=5, augment=compose(["flip", "brightness"]), bs=12)
+    ranks = [_loader(shuffle=True, seed=5, augment=compose(["flip", "brightness"]), bs=6, rank=r, world_size=2)
+             for r in range(2)]
+    for (x, y), (x0, y0), (x1, y1) in zip(one.epoch(1), ranks[0].epoch(1), ranks[1].epoch(1)):
+        assert torch.equal(x[0::2], x0) and torch.equal(x[1::2], x1)
+        assert torch.equal(y[0::2], y0) and torch.equal(y[1::2], y1)

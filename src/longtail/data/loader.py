@@ -85,28 +85,34 @@ class BatchLoader:
         n = len(self.index_order(0, torch.Generator().manual_seed(0))) if self.index_order else self.images.shape[0]
         return len(range(self.rank, n, self.world_size))
 
-    def order(self, epoch: int) -> torch.Tensor:
-        """The indices this rank visits in ``epoch``, in visiting order."""
+    def _global_order(self, epoch: int) -> torch.Tensor:
         g = derived_generator(self.seed, epoch, 0xD47A)
         if self.index_order is not None:
-            idx = self.index_order(epoch, g)
-        elif self.shuffle:
-            idx = torch.randperm(self.images.shape[0], generator=g)
-        else:
-            idx = torch.arange(self.images.shape[0])
-        return idx[self.rank::self.world_size]
+            return self.index_order(epoch, g)
+        if self.shuffle:
+            return torch.randperm(self.images.shape[0], generator=g)
+        return torch.arange(self.images.shape[0])
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The indices this rank visits in ``epoch``, in visiting order."""
+        return self._global_order(epoch)[self.rank::self.world_size]
 
     def epoch(self, epoch: int = 0, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        idx = self.order(epoch).to(self.device)
-        for step in range(start_step, -(-idx.numel() // self.batch_size)):
-            batch = idx[step * self.batch_size:(step + 1) * self.batch_size]
+        # Under torchrun every rank gathers and augments the whole global batch, with the random
+        # draws a single process would make, and keeps its own rows: the ranks' batches together
+        # are then exactly the single-process batch, augmentation included.
+        full = self._global_order(epoch).to(self.device)
+        global_batch = self.batch_size * self.world_size
+        for step in range(start_step, len(self)):
+            batch = full[step * global_batch:(step + 1) * global_batch]
             x = self.images[batch].to(torch.float32).div_(255)
             if self.copy_augment is not None and self.copy_mask is not None:
                 copies = self.copy_mask[batch]
                 x[copies] = self.copy_augment(x[copies], derived_generator(self.seed, epoch, step, 0xC0B))
             if self.augment is not None:
                 x = self.augment(x, derived_generator(self.seed, epoch, step, 0xA06))
-            yield self.normalize(x), self.labels[batch]
+            mine = slice(self.rank, None, self.world_size)
+            yield self.normalize(x[mine]), self.labels[batch][mine]
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
