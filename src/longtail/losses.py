@@ -56,40 +56,6 @@ def build_loss(name: str, ctx: LossContext) -> nn.Module:
     return LOSSES[name](ctx)
 
 
-def inverse_frequency_weights(class_counts: torch.Tensor) -> torch.Tensor:
-    """The seed report's weights, w_j = sum_i N_i / N_j."""
-    counts = class_counts.double()
-    if (counts <= 0).any():
-        raise LongtailError("every class needs at least one training sample for a weighted loss")
-    return (counts.sum() / counts).float()
-
-
-class WeightedCrossEntropy(nn.Module):
-    """Cross-entropy with a fixed weight per class.
-
-    ``reduction='weighted_mean'`` (default, PyTorch's convention): sum_i w_{y_i} l_i / sum_i w_{y_i},
-    so the loss scale does not depend on the weights' magnitude. ``'mean'``: (1/B) sum_i w_{y_i} l_i.
-    ``'sum'``: sum_i w_{y_i} l_i, as the seed report writes the formula.
-    """
-
-    def __init__(self, weight: torch.Tensor | None = None, reduction: str = "weighted_mean",
-                 label_smoothing: float = 0.0):
-        super().__init__()
-        if reduction not in ("weighted_mean", "mean", "sum"):
-            raise LongtailError(f"loss reduction must be weighted_mean, mean or sum, got {reduction!r}")
-        self.register_buffer("weight", weight if weight is not None else None)
-        self.reduction = reduction
-        self.label_smoothing = label_smoothing
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        if self.weight is None or self.reduction == "weighted_mean":
-            return F.cross_entropy(logits, targets, weight=self.weight, label_smoothing=self.label_smoothing)
-        per_sample = F.cross_entropy(logits, targets, reduction="none", label_smoothing=self.label_smoothing)
-        weighted = per_sample * self.weight[targets]
-        return weighted.sum() if self.reduction == "sum" else weighted.mean()
-
-
 def loss_params(ctx: LossContext, loss: str, defaults: dict) -> dict:
     """``ctx.params`` over ``defaults``; unknown names and wrong types are errors naming them."""
     unknown = [k for k in ctx.params if k not in defaults]
