@@ -42,7 +42,18 @@ def test_resuming_mid_epoch_gives_the_same_batches():
 def test_ranks_partition_the_epoch():
     shards = [_loader(shuffle=True, seed=5, rank=r, world_size=3) for r in range(3)]
     seen = torch.cat([torch.cat([y for _, y in s.epoch(1)]) for s in shards])
-    assert sorted(seen.tolist()) == list(range(103))
+    # 103 = 3 x 34 + 1: two indices are padded in so every rank takes 35 rows
+    assert set(seen.tolist()) == set(range(103)) and len(seen) == 105
+
+
+def test_ranks_take_equal_steps_and_rows_when_the_split_is_uneven():
+    # 31 samples, 2 ranks, 15 per rank batch: without padding rank 1 would take one step fewer
+    shards = [_loader(n=31, bs=15, shuffle=True, seed=5, rank=r, world_size=2) for r in range(2)]
+    batches = [[y for _, y in s.epoch(0)] for s in shards]
+    assert [len(b) for b in batches] == [2, 2] and len(shards[0]) == len(shards[1]) == 2
+    assert [len(y) for y in batches[0]] == [len(y) for y in batches[1]]
+    seen = torch.cat([torch.cat(b) for b in batches]).tolist()
+    assert set(seen) == set(range(31)) and len(seen) == 32  # one sample padded in
 
 
 def test_channel_stats_match_a_direct_computation():
@@ -56,8 +67,8 @@ def test_channel_stats_match_a_direct_computation():
 
 
 def test_ranks_together_make_the_single_process_batches_augmentation_included():
-    one = _loader(shuffle=True, seed=5, augment=compose(["flip", "brightness"]), bs=12)
-    ranks = [_loader(shuffle=True, seed=5, augment=compose(["flip", "brightness"]), bs=6, rank=r, world_size=2)
+    one = _loader(n=102, shuffle=True, seed=5, augment=compose(["flip", "brightness"]), bs=12)
+    ranks = [_loader(n=102, shuffle=True, seed=5, augment=compose(["flip", "brightness"]), bs=6, rank=r, world_size=2)
              for r in range(2)]
     for (x, y), (x0, y0), (x1, y1) in zip(one.epoch(1), ranks[0].epoch(1), ranks[1].epoch(1)):
         assert torch.equal(x[0::2], x0) and torch.equal(x[1::2], x1)

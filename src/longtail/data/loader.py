@@ -83,15 +83,21 @@ class BatchLoader:
 
     def _epoch_size(self) -> int:
         n = len(self.index_order(0, torch.Generator().manual_seed(0))) if self.index_order else self.images.shape[0]
-        return len(range(self.rank, n, self.world_size))
+        return -(-n // self.world_size)  # every rank the same count (see _global_order), or DDP would hang
 
     def _global_order(self, epoch: int) -> torch.Tensor:
         g = derived_generator(self.seed, epoch, 0xD47A)
         if self.index_order is not None:
-            return self.index_order(epoch, g)
-        if self.shuffle:
-            return torch.randperm(self.images.shape[0], generator=g)
-        return torch.arange(self.images.shape[0])
+            idx = self.index_order(epoch, g)
+        elif self.shuffle:
+            idx = torch.randperm(self.images.shape[0], generator=g)
+        else:
+            idx = torch.arange(self.images.shape[0])
+        # Under torchrun every rank must take the same number of steps and rows, or a collective
+        # waits forever: pad with the order's first indices (as DistributedSampler does), so each
+        # sample is visited at least once and fewer than world_size are visited twice.
+        pad = -idx.numel() % self.world_size
+        return torch.cat([idx, idx[:pad]]) if pad else idx
 
     def order(self, epoch: int) -> torch.Tensor:
         """The indices this rank visits in ``epoch``, in visiting order."""
