@@ -36,3 +36,20 @@ def test_cosine_head_gives_cosine_similarities():
     f = torch.nn.functional.normalize(m.features(x), dim=1)
     w = torch.nn.functional.normalize(m.fc2.weight, dim=1)
     assert torch.allclose(out, f @ w.T, atol=1e-6) and out.abs().max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("size", [(32, 32), (15, 13)])
+def test_pool_before_relu_gives_the_seed_order_numbers_and_gradients(size):
+    """conv_relu_pool computes relu(pool(conv)) for speed; the seed table's order is pool(relu(conv))."""
+    from longtail.models.seed_cnn import conv_relu_pool
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.randn(4, 3, *size)
+    fast = conv_relu_pool(conv, x)
+    (g_fast,) = torch.autograd.grad((fast * torch.arange(fast.numel()).view_as(fast)).sum(), conv.weight)
+    seed = torch.nn.functional.max_pool2d(torch.relu(conv(x)), 2)
+    (g_seed,) = torch.autograd.grad((seed * torch.arange(seed.numel()).view_as(seed)).sum(), conv.weight)
+    assert fast.shape == seed.shape
+    assert torch.equal(fast, seed)
+    assert torch.allclose(g_fast, g_seed, rtol=1e-5, atol=1e-4)

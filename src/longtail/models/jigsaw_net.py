@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from longtail.errors import LongtailError
-from longtail.models.seed_cnn import conv_out
+from longtail.models.seed_cnn import conv_out, conv_relu_pool
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class JigsawNet(nn.Module):
 
     def trunk(self, tiles: torch.Tensor) -> torch.Tensor:
         """(M, C, h, w) tiles -> (M, tile_features)."""
-        x = F.max_pool2d(F.relu(self.conv1(tiles)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = conv_relu_pool(self.conv1, tiles)
+        x = conv_relu_pool(self.conv2, x)
         x = self.bn(F.relu(self.conv3(x)))
         x = F.relu(self.fc1(torch.flatten(x, 1)))
         return F.relu(self.fc2(x))
