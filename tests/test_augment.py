@@ -25,6 +25,19 @@ def test_crop_is_a_shifted_window_of_the_reflect_padded_image():
         assert any((y[i] == padded[i, :, dy:dy + 8, dx:dx + 8]).all() for dy in range(5) for dx in range(5))
 
 
+def test_crop_takes_the_window_at_the_offsets_it_draws():
+    """The gather implementation against torch's reflect pad, window by window, at the very offsets
+    drawn from the generator (dy for every image, then dx), including the extreme ones."""
+    x = torch.rand(200, 3, 8, 6, generator=torch.Generator().manual_seed(3))
+    y = random_crop(x, torch.Generator().manual_seed(4), padding=4)
+    g = torch.Generator().manual_seed(4)
+    dy, dx = torch.randint(0, 9, (200,), generator=g), torch.randint(0, 9, (200,), generator=g)
+    assert {0, 8} <= set(dy.tolist()) and {0, 8} <= set(dx.tolist())
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+    for i in range(200):
+        assert torch.equal(y[i], padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 6])
+
+
 def test_brightness_and_contrast_match_torchvision():
     x = _batch(4)
     assert torch.allclose(adjust_brightness(x, 1.3)[0], TF.adjust_brightness(x[0], 1.3), atol=1e-6)

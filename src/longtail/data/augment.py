@@ -26,16 +26,24 @@ def random_vflip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.T
 
 
 def random_crop(x: torch.Tensor, g: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """Pad by ``padding`` (reflect) and crop back at a random offset per image."""
+    """Pad by ``padding`` (reflect) and crop back at a random offset per image.
+
+    Done as two gathers from reflected row and column indices, without materialising the padded
+    batch: the same pixels as pad-then-index (tested), at about a fifth of the time, which was
+    the largest per-batch cost of the loop."""
     n, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (padding,) * 4, mode="reflect")
     dy = torch.randint(0, 2 * padding + 1, (n,), generator=g).to(x.device)
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=g).to(x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chan = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, chan, rows, cols]
+    rows = _reflect(dy[:, None] - padding + torch.arange(h, device=x.device), h)  # (n, h)
+    cols = _reflect(dx[:, None] - padding + torch.arange(w, device=x.device), w)  # (n, w)
+    x = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
+    return x.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
+def _reflect(i: torch.Tensor, size: int) -> torch.Tensor:
+    """Source index of position ``i`` in a reflect-padded axis of length ``size`` (|i| < size)."""
+    i = i.abs()
+    return torch.where(i >= size, 2 * (size - 1) - i, i)
 
 
 def random_brightness(x: torch.Tensor, g: torch.Generator, strength: float = 0.2) -> torch.Tensor:
