@@ -329,3 +329,17 @@ def test_a_run_in_progress_on_other_data_is_not_mixed_in(tmp_path, capsys):
     assert main(["report", str(root)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "mixes runs of different datasets" in err and "imbalanced seed 2" in err
+
+
+def test_paired_table_pairs_each_arm_with_its_own_baseline(tmp_path):
+    root = fake_study(tmp_path / "s", {"random-init": [0.70, 0.72, 0.71], "random-init-10pct": [0.60, 0.58, 0.59],
+                                      "jigsaw-init-10pct": [0.62, 0.61, 0.63]})
+    (root / "study.json").write_text(json.dumps({
+        "name": "fake", "arms": ["random-init", "random-init-10pct", "jigsaw-init-10pct"], "baseline": "random-init",
+        "baselines": {"random-init-10pct": "random-init", "jigsaw-init-10pct": "random-init-10pct"}}))
+    html = write_report(root).read_text()
+    table = html[html.index("<h2>Paired comparison with the baseline arms (random-init, random-init-10pct)"):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>\d+</td><td>([^<]*)</td>", table)
+    assert ("jigsaw-init-10pct", "random-init-10pct", "test acc", "0.0300") in rows
+    assert ("random-init-10pct", "random-init", "test acc", "-0.1200") in rows

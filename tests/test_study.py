@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from longtail.aggregate import paired_comparison
+from longtail.aggregate import aggregate_runs, paired_comparison, results_csv
 from longtail.cli import main
 from longtail.errors import LongtailError
 from longtail.study import grid, load_study, run_study, shard
@@ -311,3 +311,31 @@ def test_the_preset_studies_are_valid(tmp_path, name, arms):
         assert {c.config.imbalance for c in cells} == {"exponential:100" if name == "long-tail" else "exponential:10"}
     for cell in cells:
         check_cell(cell, 10, [5000] * 10)
+
+
+def test_an_arm_can_name_its_own_baseline(tmp_path):
+    """Per-arm `baseline` pairs each arm with the arm it should be compared with (jigsaw-init-10pct
+    with random-init-10pct, not with the full-label random-init); the report shows the pairing."""
+    toml = tmp_path / "s.toml"
+    toml.write_text('name = "s"\nseeds = [0, 1, 2]\nbaseline = "a"\n[[arms]]\nname = "a"\n[[arms]]\nname = "b"\n'
+                    '[[arms]]\nname = "c"\n[[arms]]\nname = "d"\nbaseline = "c"\n')
+    study = load_study(toml, data="x")
+    assert study.baselines == {"b": "a", "c": "a", "d": "c"}
+    acc = {"a": [0.70, 0.71, 0.72], "b": [0.71, 0.73, 0.72], "c": [0.60, 0.61, 0.59], "d": [0.62, 0.64, 0.63]}
+    summaries = {arm: {s: {"test_acc": v[s], "test_balanced_acc": v[s], "per_class_acc": [v[s]]}
+                       for s in range(3)} for arm, v in acc.items()}
+    agg = aggregate_runs(summaries, study.baselines)
+    assert agg["baselines"] == study.baselines and agg["baseline"] is None
+    d = agg["paired"]["d"]["test_acc"]
+    assert d["diff_mean"] == pytest.approx(0.03) and d["diff_std"] == pytest.approx(statistics.stdev([0.02, 0.03, 0.04]))
+    assert agg["paired"]["c"]["test_acc"]["diff_mean"] == pytest.approx(-0.11)
+    assert "a" not in agg["paired"]
+    assert results_csv(agg).splitlines()[4].split(",")[1 + 1 + 12] == "c"  # d's baseline_arm column
+
+
+@pytest.mark.parametrize("arm_baseline", ['"nope"', '"d"'])
+def test_a_bad_arm_baseline_is_one_line(tmp_path, arm_baseline):
+    toml = tmp_path / "s.toml"
+    toml.write_text(f'name = "s"\n[[arms]]\nname = "c"\n[[arms]]\nname = "d"\nbaseline = {arm_baseline}\n')
+    with pytest.raises(LongtailError, match="baseline .* of arm 'd'"):
+        load_study(toml, data="x")

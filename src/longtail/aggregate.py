@@ -80,8 +80,9 @@ def paired_comparison(arm: dict[int, float], baseline: dict[int, float]) -> dict
     return result
 
 
-def aggregate_runs(summaries: dict[str, dict[int, dict]], baseline: str | None) -> dict:
-    """``summaries[arm][seed]`` -> per-arm statistics and paired comparisons with ``baseline``."""
+def aggregate_runs(summaries: dict[str, dict[int, dict]], baseline: str | dict[str, str] | None) -> dict:
+    """``summaries[arm][seed]`` -> per-arm statistics and paired comparisons: of every other arm with
+    ``baseline`` (an arm name), or of each arm with its own (``{arm: baseline arm}``)."""
     per_run = {arm: {seed: run_metrics(s) for seed, s in runs.items()} for arm, runs in summaries.items()}
     arms = {}
     for arm, runs in per_run.items():
@@ -91,16 +92,19 @@ def aggregate_runs(summaries: dict[str, dict[int, dict]], baseline: str | None) 
             entry[metric] = mean_std(values)
         entry["per_seed"] = {str(seed): runs[seed] for seed in sorted(runs)}
         arms[arm] = entry
+    if isinstance(baseline, dict):
+        baselines = dict(baseline)
+        baseline = next(iter(set(baselines.values()))) if len(set(baselines.values())) == 1 else None
+    else:
+        baselines = {arm: baseline for arm in per_run if baseline is not None and arm != baseline}
+    baselines = {arm: base for arm, base in baselines.items() if arm in per_run and base in per_run}
     paired = {}
-    if baseline is not None and baseline in per_run:
-        base = per_run[baseline]
-        for arm, runs in per_run.items():
-            if arm == baseline:
-                continue
-            paired[arm] = {metric: paired_comparison(
-                {s: r[metric] for s, r in runs.items() if r[metric] is not None},
-                {s: r[metric] for s, r in base.items() if r[metric] is not None}) for metric in PAIRED_METRICS}
-    return {"arms": arms, "baseline": baseline, "paired": paired, "noise_rule": NOISE_RULE,
+    for arm, base_arm in baselines.items():
+        base = per_run[base_arm]
+        paired[arm] = {metric: paired_comparison(
+            {s: r[metric] for s, r in per_run[arm].items() if r[metric] is not None},
+            {s: r[metric] for s, r in base.items() if r[metric] is not None}) for metric in PAIRED_METRICS}
+    return {"arms": arms, "baseline": baseline, "baselines": baselines, "paired": paired, "noise_rule": NOISE_RULE,
             "minority_rule": MINORITY_RULE, "std": "sample standard deviation over seeds (ddof=1)"}
 
 
@@ -115,6 +119,7 @@ def _fmt(value) -> str:
 def results_csv(aggregate: dict) -> str:
     """One row per arm: mean and std of every metric, then the paired comparison's figures."""
     header = ["arm", "n_seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    header += ["baseline_arm"]
     header += [f"{m}_vs_baseline_{k}" for m in PAIRED_METRICS for k in ("diff_mean", "diff_std", "p_value", "exceeds_noise")]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -122,6 +127,7 @@ def results_csv(aggregate: dict) -> str:
     for arm, entry in aggregate["arms"].items():
         row = [arm, entry["n_seeds"]] + [_fmt(entry[m][s]) for m in METRICS for s in ("mean", "std")]
         paired = aggregate["paired"].get(arm, {})
+        row += [aggregate.get("baselines", {}).get(arm, "")]
         row += [_fmt(paired.get(m, {}).get(k)) for m in PAIRED_METRICS
                 for k in ("diff_mean", "diff_std", "p_value", "exceeds_noise")]
         writer.writerow(row)

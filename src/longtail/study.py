@@ -13,6 +13,7 @@ per-arm statistics over seeds. File format (docs/imbalance.md)::
     [[arms]]
     name = "jigsaw-init"
     init = "pretrain"            # that seed's pretraining checkpoint
+    baseline = "balanced"        # optional: compare this arm with another than the study's baseline
 
 Layout: OUT/study.json (the resolved grid), OUT/runs/<arm>/seed-<n>/, OUT/pretrain/seed-<n>/,
 OUT/aggregate.json and OUT/results.csv. Every run uses resume=True, so a rerun skips finished runs
@@ -58,6 +59,8 @@ class Study:
     data: str
     source: str
     quiet: bool = False
+    # arm -> the arm it is compared with, seed by seed (its own `baseline` key, else the study's)
+    baselines: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -121,15 +124,17 @@ def load_study(path: str | Path, *, data: str | None = None, out: str | Path | N
     arms_raw = raw.get("arms")
     if not isinstance(arms_raw, list) or not arms_raw or not all(isinstance(a, dict) for a in arms_raw):
         raise LongtailError(f"{path} needs at least one [[arms]] table")
-    arms = []
+    arms, arm_baselines = [], {}
     for i, arm in enumerate(arms_raw, 1):
         if "name" not in arm:
             raise LongtailError(f"arm #{i} in {path} has no name")
         arm_name = _name(arm["name"], f"the name of arm #{i} in {path}")
         if any(arm_name == a for a, _ in arms):
             raise LongtailError(f"two arms in {path} are named {arm_name!r}")
-        overrides = {k: v for k, v in arm.items() if k != "name"}
+        overrides = {k: v for k, v in arm.items() if k not in ("name", "baseline")}
         where = f"arm {arm_name!r} of {path}"
+        if "baseline" in arm:
+            arm_baselines[arm_name] = arm["baseline"]
         if "data" in overrides:
             raise LongtailError(f"key 'data' in {where}: one study uses one dataset (set it in [defaults] or with --data)")
         arms.append((arm_name, _check_train_keys(overrides, where)))
@@ -143,11 +148,18 @@ def load_study(path: str | Path, *, data: str | None = None, out: str | Path | N
     baseline = raw.get("baseline", "imbalanced" if "imbalanced" in names else None)
     if baseline is not None and baseline not in names:
         raise LongtailError(f"baseline {baseline!r} in {path} is not one of its arms ({', '.join(names)})")
+    for arm_name, base in arm_baselines.items():
+        if base not in names or base == arm_name:
+            raise LongtailError(f"baseline {base!r} of arm {arm_name!r} in {path} is not one of its other arms "
+                                f"({', '.join(n for n in names if n != arm_name)})")
+    baselines = {a: arm_baselines.get(a, baseline) for a in names
+                 if arm_baselines.get(a, baseline) not in (None, a)}
     return Study(name=name, seeds=parse_seeds(seeds if seeds is not None else raw.get("seeds", [0, 1, 2]),
                                               "--seeds" if seeds is not None else path),
                  defaults=defaults, arms=arms, pretrain=pretrain, baseline=baseline,
                  out=Path(out) if out is not None else Path("runs") / name,
-                 data=data if data is not None else defaults.get("data", TrainConfig.data), source=path, quiet=quiet)
+                 data=data if data is not None else defaults.get("data", TrainConfig.data), source=path, quiet=quiet,
+                 baselines=baselines)
 
 
 def _pretrain_module():
@@ -264,6 +276,7 @@ def run_cell(cell: Cell, dataset) -> dict:
 def study_record(study: Study, cells: list[Cell]) -> dict:
     return {
         "name": study.name, "source": study.source, "seeds": study.seeds, "baseline": study.baseline,
+        "baselines": study.baselines,
         "data": study.data, "arms": [name for name, _ in study.arms], "pretrain": study.pretrain,
         "cells": [{"kind": c.kind, "arm": c.arm, "seed": c.seed, "run_dir": str(c.run_dir.relative_to(study.out)),
                    "config": dataclasses.asdict(c.config)} for c in cells],
@@ -292,7 +305,7 @@ def collect(study: Study, cells: list[Cell]) -> tuple[dict, list[Cell]]:
         (a, fa) = next(iter(fingerprints.items()))
         (b, fb) = next((label, f) for label, f in fingerprints.items() if f != fa)
         raise LongtailError(f"runs of different datasets in {study.out}: {a} used {str(fa)[:16]}, {b} used {str(fb)[:16]}")
-    aggregate = aggregate_runs({arm: runs for arm, runs in summaries.items() if runs}, study.baseline)
+    aggregate = aggregate_runs({arm: runs for arm, runs in summaries.items() if runs}, study.baselines)
     aggregate["study"] = study.name
     aggregate["missing"] = [str(c.run_dir.relative_to(study.out)) for c in missing]
     write_json(study.out / "aggregate.json", aggregate)

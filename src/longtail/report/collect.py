@@ -51,6 +51,7 @@ class ReportData:
     runs: list[RunRecord]
     pretrain: list[RunRecord] = field(default_factory=list)
     baseline: str | None = None
+    baselines: dict[str, str] | None = None  # arm -> its own baseline arm (study.json "baselines")
     aggregate: dict | None = None
     classes: list[str] = field(default_factory=list)
 
@@ -159,6 +160,7 @@ def collect_report_data(root: str | Path) -> ReportData:
         if not r.partial:
             summaries.setdefault(r.arm, {})[r.seed if r.seed is not None else 0] = r.summary
     data.aggregate = aggregate_runs({a: summaries[a] for a in data.arms if a in summaries},
+                                    data.baselines if data.baselines else
                                     data.baseline if data.baseline in summaries else None)
     data.classes = next((r.summary["classes"] for r in data.runs if not r.partial and "classes" in r.summary), [])
     return data
@@ -180,7 +182,8 @@ def _collect_study(root: Path) -> ReportData:
         raise LongtailError(f"no runs found in {root} (no runs/<arm>/seed-<n>/ or pretrain/seed-<n>/ folder holds a run yet)")
     arms = list(dict.fromkeys(r.arm for r in runs))
     baseline = study.get("baseline", "imbalanced" if "imbalanced" in arms else None)
-    return ReportData(root, "study", str(study.get("name", root.resolve().name)), arms, runs, pretrain, baseline)
+    return ReportData(root, "study", str(study.get("name", root.resolve().name)), arms, runs, pretrain, baseline,
+                      baselines=study.get("baselines"))
 
 
 def padding_pairs(data: ReportData) -> list[tuple[str, str]]:

@@ -194,8 +194,10 @@ def build_report(data: ReportData, note: Callable[[str], None]) -> Path:
         parts += results_section(data, figs)
         parts += homework02_section(data, figs, shown)
     if data.kind == "study" and data.runs:
-        baseline = escape(data.baseline) if data.baseline else "none"
-        parts += [f"<h2>Paired comparison with the baseline arm ({baseline})</h2>", T.paired_table(data),
+        bases = sorted(set(data.aggregate.get("baselines", {}).values()))
+        baseline = ", ".join(escape(b) for b in bases) if bases else "none"
+        parts += [f"<h2>Paired comparison with the baseline arm{'s' if len(bases) > 1 else ''} ({baseline})</h2>",
+                  T.paired_table(data),
                   f"<p class='note'>Difference arm &minus; baseline per seed. Noise rule: {escape(NOISE_RULE)}.</p>"]
     parts += homework03_section(data, figs, note)
     parts += details_section(data, figs, shown)

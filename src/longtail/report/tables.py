@@ -123,9 +123,10 @@ def paired_table(data: ReportData) -> str:
                 continue
             p = paired[arm][metric]
             verdict = {True: "yes", False: "no", None: "undetermined"}[p["exceeds_noise"]]
-            rows.append(_row(escape(arm), escape(METRIC_NAMES[metric]), str(p["n"]), num(p["diff_mean"]),
+            base = data.aggregate.get("baselines", {}).get(arm, data.baseline or "")
+            rows.append(_row(escape(arm), escape(base), escape(METRIC_NAMES[metric]), str(p["n"]), num(p["diff_mean"]),
                              num(p["diff_std"]), num(p["p_value"], 3), verdict, escape(p["rule"] or "")))
-    head = ["arm", "metric", "paired seeds", "mean diff", "std of diff", "p", "exceeds seed noise?", "rule"]
+    head = ["arm", "vs", "metric", "paired seeds", "mean diff", "std of diff", "p", "exceeds seed noise?", "rule"]
     return _table("paired", head, rows)
 
 
