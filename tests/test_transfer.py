@@ -77,6 +77,24 @@ def test_freeze_keeps_the_transferred_layers_through_a_training_step(jigsaw_chec
         assert not torch.equal(end[key], start[key]), key
 
 
+def test_transfer_lr_scale_moves_the_transferred_layers_that_much_slower():
+    """With plain SGD (no momentum, no decay) a step moves each weight by lr * grad: the transferred
+    layers must move by exactly scale * lr * grad, the others by lr * grad; group 0 keeps the recipe lr."""
+    torch.manual_seed(0)
+    model = SeedCNN()
+    optimizer = build_optimizer(model, "sgd", 0.1, 0.0, momentum=0.0, slow=set(LAYER_MAP), slow_scale=0.25)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.025]
+    start = {k: v.clone() for k, v in model.named_parameters()}
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    F.cross_entropy(model(x), y).backward()
+    grads = {k: v.grad.clone() for k, v in model.named_parameters()}
+    optimizer.step()
+    for key, value in model.named_parameters():
+        lr = 0.025 if key.split(".")[0] in LAYER_MAP else 0.1
+        assert torch.allclose(start[key] - value.detach(), lr * grads[key], atol=1e-7), key
+    assert len(build_optimizer(model, "adam", 1e-3, 0.0, slow=set(LAYER_MAP)).param_groups) == 1  # scale 1: one group
+
+
 def test_train_with_init_end_to_end(folder, jigsaw_checkpoint, tmp_path):
     import json
 
@@ -84,7 +102,7 @@ def test_train_with_init_end_to_end(folder, jigsaw_checkpoint, tmp_path):
     assert main(["train", "--data", str(folder), "--out", str(out), "--recipe", "seed", "--epochs", "1", "--quiet",
                  "--precision", "fp32", "--init", str(jigsaw_checkpoint), "--transfer", "freeze"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["transfer"]["freeze"] is True
+    assert summary["transfer"]["freeze"] is True and summary["transfer"]["lr_scale"] == 0.0
     assert {row["name"]: row["status"] for row in summary["transfer"]["layers"]}["conv2"] == "frozen"
     trunk, trained = load_checkpoint(jigsaw_checkpoint)["model"], load_checkpoint(out / "checkpoint.pt")["model"]
     for key in TRANSFERRED:

@@ -31,6 +31,8 @@ FLAG_HELP = {
     "loss_params": "extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2",
     "init": "initialise from a jigsaw pretraining checkpoint (DIR/checkpoint.pt)",
     "transfer": "with --init: finetune all layers, or freeze the transferred ones",
+    "transfer_lr_scale": "with --init and finetune: the transferred layers' learning rate as a fraction of "
+                         "the others' (1: the same; smaller keeps more of the pretrained features)",
     "threads": "CPU threads for this process (under torchrun: default, an equal share of the cores)",
     "sync_bn": "under torchrun on GPUs: synchronise BatchNorm statistics across processes",
     "checkpoint_every": "also checkpoint every N steps (epochs always end with one)",

@@ -25,7 +25,7 @@ CHOICES = {
     "head": ("linear", "cosine"),
     "transfer": ("finetune", "freeze"),
 }
-POSITIVE = {"epochs", "batch_size", "lr", "val_size", "limit_train", "limit_test", "threads", "checkpoint_every"}
+POSITIVE = {"epochs", "batch_size", "lr", "transfer_lr_scale", "val_size", "limit_train", "limit_test", "threads", "checkpoint_every"}
 NON_NEGATIVE = {"weight_decay", "label_smoothing", "momentum", "seed", "split_seed", "eval_every"}
 
 
@@ -60,6 +60,7 @@ class TrainConfig:
     loss_params: dict = field(default_factory=dict)
     init: str | None = None
     transfer: str = "finetune"
+    transfer_lr_scale: float = 1.0
     threads: int | None = None
     sync_bn: bool = False
     checkpoint_every: int | None = None

@@ -30,6 +30,7 @@ from longtail.metrics import accuracy, classification_report
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig, count_parameters
 from longtail.runs import RunDir, load_checkpoint, save_checkpoint
 from longtail.train import FitOptions, FitState, build_optimizer, build_scheduler, fit
+from longtail.transfer import LAYER_MAP
 
 EVAL_BATCH = 1024
 
@@ -193,6 +194,7 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
         from longtail.transfer import init_from_jigsaw
 
         transfer_log = init_from_jigsaw(model, cfg.init, freeze=cfg.transfer == "freeze")
+        transfer_log["lr_scale"] = cfg.transfer_lr_scale if cfg.transfer == "finetune" else 0.0
 
     if cfg.sync_bn:
         if device.type != "cuda" or not ctx.enabled:
@@ -213,7 +215,9 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
     loss_fn = build_loss(cfg.loss, LossContext(torch.tensor(data.train_counts), cfg.epochs, cfg.label_smoothing,
                                                cfg.loss_params)).to(device)
     task = ClassificationTask(loss_fn, ds.num_classes, getattr(loss_fn, "posthoc_adjustment", None))
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    slow = set(LAYER_MAP) if cfg.init and cfg.transfer == "finetune" else set()
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
+                                slow=slow, slow_scale=cfg.transfer_lr_scale)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.lr, cfg.epochs * len(train))
 
     config_record = {**cfg.to_dict(), "precision_used": precision, "device_used": str(device),

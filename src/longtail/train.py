@@ -199,15 +199,25 @@ class _StopFlag:
         return ctx()
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9
-                    ) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
+                    slow: set[str] = frozenset(), slow_scale: float = 1.0) -> torch.optim.Optimizer:
+    """The optimizer over the trainable parameters; those of the child modules named in ``slow``
+    (the transferred layers) get ``lr * slow_scale`` in a second parameter group. The first group
+    holds the rest, so the logged lr stays the recipe's."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise LongtailError("no trainable parameters (all layers frozen?)")
+    slow_ids = {id(p) for n, m in model.named_children() if n in slow for p in m.parameters()}
+    groups: list[dict] = [{"params": [p for p in params if id(p) not in slow_ids]}]
+    if slow_ids and slow_scale != 1.0:
+        groups.append({"params": [p for p in params if id(p) in slow_ids], "lr": lr * slow_scale})
+    else:
+        groups[0]["params"] = params
+    groups = [g for g in groups if g["params"]]
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
     raise LongtailError(f"unknown optimizer {name!r}; choose adam or sgd")
 
 
