@@ -30,7 +30,7 @@ from longtail.metrics import accuracy, classification_report
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig, count_parameters
 from longtail.runs import RunDir, load_checkpoint, save_checkpoint
 from longtail.train import FitOptions, FitState, build_optimizer, build_scheduler, fit
-from longtail.transfer import LAYER_MAP
+from longtail.transfer import LAYER_MAP, init_from_jigsaw
 
 EVAL_BATCH = 1024
 
@@ -191,8 +191,6 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
     model = build_model(cfg, ds).to(device).to(memory_format=torch.channels_last)
     transfer_log = None
     if cfg.init:
-        from longtail.transfer import init_from_jigsaw
-
         transfer_log = init_from_jigsaw(model, cfg.init, freeze=cfg.transfer == "freeze")
         transfer_log["lr_scale"] = cfg.transfer_lr_scale if cfg.transfer == "finetune" else 0.0
 

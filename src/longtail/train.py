@@ -207,12 +207,10 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise LongtailError("no trainable parameters (all layers frozen?)")
-    slow_ids = {id(p) for n, m in model.named_children() if n in slow for p in m.parameters()}
-    groups: list[dict] = [{"params": [p for p in params if id(p) not in slow_ids]}]
-    if slow_ids and slow_scale != 1.0:
-        groups.append({"params": [p for p in params if id(p) in slow_ids], "lr": lr * slow_scale})
-    else:
-        groups[0]["params"] = params
+    slow_ids = ({id(p) for n, m in model.named_children() if n in slow for p in m.parameters()}
+                if slow_scale != 1.0 else set())
+    groups = [{"params": [p for p in params if id(p) not in slow_ids]},
+              {"params": [p for p in params if id(p) in slow_ids], "lr": lr * slow_scale}]
     groups = [g for g in groups if g["params"]]
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
