@@ -49,6 +49,7 @@ SETTINGS = {  # the seed report's arms, as runner's config.json records them
     "copy": {**PLAIN, "imbalance": "step:10", "rebalance": "copy"},
     "aug+loss": {**PLAIN, "imbalance": "step:10", "rebalance": "aug-only", "loss": "weighted"},
     "jigsaw-init": {**PLAIN, "init": "pre/checkpoint.pt"},
+    "jigsaw-convs": {**PLAIN, "init": "pre/checkpoint.pt", "transfer_layers": ["conv1", "conv2", "conv3"]},
 }
 
 
@@ -343,3 +344,11 @@ def test_paired_table_pairs_each_arm_with_its_own_baseline(tmp_path):
     rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>\d+</td><td>([^<]*)</td>", table)
     assert ("jigsaw-init-10pct", "random-init-10pct", "test acc", "0.0300") in rows
     assert ("random-init-10pct", "random-init", "test acc", "-0.1200") in rows
+
+
+def test_arms_differing_only_in_transfer_options_pair_with_random_init(tmp_path):
+    from longtail.report.collect import collect_report_data, init_pairs
+
+    root = fake_study(tmp_path / "s", {"random-init": [0.70, 0.72], "jigsaw-init": [0.71, 0.72],
+                                      "jigsaw-convs": [0.72, 0.73], "imbalanced": [0.6, 0.61]})
+    assert init_pairs(collect_report_data(root)) == [("random-init", "jigsaw-init"), ("random-init", "jigsaw-convs")]

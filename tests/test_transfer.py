@@ -179,3 +179,34 @@ def test_bad_init_checkpoints_are_one_line(folder, tmp_path, capsys, make, match
     _one_line_error(capsys, ["train", "--data", str(folder), "--out", str(tmp_path / "cls"), "--epochs", "1", "--quiet",
                              "--init", str(path)], match)
     assert not (tmp_path / "cls").exists()
+
+
+def test_transfer_layers_copies_only_the_named_layers(jigsaw_checkpoint):
+    trunk = load_checkpoint(jigsaw_checkpoint)["model"]
+    torch.manual_seed(0)
+    model = SeedCNN()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log = init_from_jigsaw(model, jigsaw_checkpoint, layers=["conv3", "conv1", "conv2"])
+    after = model.state_dict()
+    for key in TRANSFERRED:
+        source = trunk if key.split(".")[0] != "fc1" else before
+        assert torch.equal(after[key], source[key]), key
+    assert {row["name"]: row["status"] for row in log["layers"]}["fc1"] == "not transferred"
+
+
+def test_transfer_layers_end_to_end_and_refusal(folder, jigsaw_checkpoint, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "cls"
+    assert main(["train", "--data", str(folder), "--out", str(out), "--recipe", "seed", "--epochs", "1", "--quiet",
+                 "--precision", "fp32", "--init", str(jigsaw_checkpoint), "--transfer-layers", "conv1,conv2,conv3",
+                 "--transfer", "freeze"]) == 0
+    status = {row["name"]: row["status"] for row in json.loads((out / "summary.json").read_text())["transfer"]["layers"]}
+    assert status == {"conv1": "frozen", "conv2": "frozen", "conv3": "frozen", "bn": "not transferred",
+                      "fc1": "not transferred", "fc2": "not transferred"}
+    capsys.readouterr()
+    assert main(["train", "--data", str(folder), "--out", str(tmp_path / "bad"), "--init", str(jigsaw_checkpoint),
+                 "--transfer-layers", "conv1,bn"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["longtail: error: --transfer-layers must name some of conv1, conv2, conv3, fc1, got conv1, bn"]
+    assert not (tmp_path / "bad").exists()

@@ -31,6 +31,7 @@ FLAG_HELP = {
     "loss_params": "extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2",
     "init": "initialise from a jigsaw pretraining checkpoint (DIR/checkpoint.pt)",
     "transfer": "with --init: finetune all layers, or freeze the transferred ones",
+    "transfer_layers": "with --init: the layers to copy, comma-separated, from conv1, conv2, conv3, fc1 (default: all)",
     "transfer_lr_scale": "with --init and finetune: the transferred layers' learning rate as a fraction of "
                          "the others' (1: the same; smaller keeps more of the pretrained features)",
     "threads": "CPU threads for this process (under torchrun: default, an equal share of the cores)",

@@ -61,6 +61,7 @@ class TrainConfig:
     init: str | None = None
     transfer: str = "finetune"
     transfer_lr_scale: float = 1.0
+    transfer_layers: list[str] | None = None
     threads: int | None = None
     sync_bn: bool = False
     checkpoint_every: int | None = None
@@ -164,4 +165,8 @@ def resolve_train_config(cli: dict | None = None, toml_path: str | Path | None =
     cfg = merge_config(TrainConfig, RECIPES, "fast", cli=cli, toml_path=toml_path, base=base)
     if cfg.label_smoothing >= 1:
         raise LongtailError(f"label_smoothing must be below 1, got {cfg.label_smoothing}")
+    if cfg.transfer_layers is not None:
+        from longtail.transfer import transferred_layers  # torch and the models: only when asked
+
+        transferred_layers(cfg.transfer_layers)
     return cfg

@@ -30,7 +30,7 @@ from longtail.metrics import accuracy, classification_report
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig, count_parameters
 from longtail.runs import RunDir, load_checkpoint, save_checkpoint
 from longtail.train import FitOptions, FitState, build_optimizer, build_scheduler, fit
-from longtail.transfer import LAYER_MAP, init_from_jigsaw
+from longtail.transfer import init_from_jigsaw, transferred_layers
 
 EVAL_BATCH = 1024
 
@@ -191,7 +191,7 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
     model = build_model(cfg, ds).to(device).to(memory_format=torch.channels_last)
     transfer_log = None
     if cfg.init:
-        transfer_log = init_from_jigsaw(model, cfg.init, freeze=cfg.transfer == "freeze")
+        transfer_log = init_from_jigsaw(model, cfg.init, freeze=cfg.transfer == "freeze", layers=cfg.transfer_layers)
         transfer_log["lr_scale"] = cfg.transfer_lr_scale if cfg.transfer == "finetune" else 0.0
 
     if cfg.sync_bn:
@@ -213,7 +213,7 @@ def run_training(cfg: TrainConfig, dataset: ImageDataset | None = None) -> dict:
     loss_fn = build_loss(cfg.loss, LossContext(torch.tensor(data.train_counts), cfg.epochs, cfg.label_smoothing,
                                                cfg.loss_params)).to(device)
     task = ClassificationTask(loss_fn, ds.num_classes, getattr(loss_fn, "posthoc_adjustment", None))
-    slow = set(LAYER_MAP) if cfg.init and cfg.transfer == "finetune" else set()
+    slow = set(transferred_layers(cfg.transfer_layers)) if cfg.init and cfg.transfer == "finetune" else set()
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
                                 slow=slow, slow_scale=cfg.transfer_lr_scale)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.lr, cfg.epochs * len(train))

@@ -20,10 +20,16 @@ from longtail.runs import load_checkpoint
 LAYER_MAP: dict[str, str] = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1"}
 
 
-def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool = False) -> dict:
+def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool = False,
+                     layers: list[str] | None = None) -> dict:
     """Copy the mapped layers of a jigsaw checkpoint into ``model`` (frozen if asked), print the
-    layer map to stderr and return it as a JSON-ready dict for the run's summary."""
+    layer map to stderr and return it as a JSON-ready dict for the run's summary.
+
+    ``layers`` picks a subset of the map (default: all of it). The trunk's fc1 read a 4x4 map of
+    one tile, the classifier's reads a 4x4 map of the whole image, so the convs alone are a
+    transfer worth comparing."""
     path = Path(checkpoint_path)
+    chosen = transferred_layers(layers)
     ckpt = load_checkpoint(path)
     kind = ckpt.get("kind")
     arch = ckpt.get("arch") or {}
@@ -34,7 +40,8 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
                             "give the checkpoint.pt of a `longtail pretrain --task jigsaw` run")
     weights = ckpt["model"]
     pairs = []
-    for dst, src in LAYER_MAP.items():
+    for dst in chosen:
+        src = LAYER_MAP[dst]
         layer = getattr(model, dst)
         for param in ("weight", "bias"):
             key = f"{src}.{param}"
@@ -54,7 +61,7 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
     layers = []
     for name, module in model.named_children():
         shape = list(module.weight.shape) if hasattr(module, "weight") else []
-        if name in LAYER_MAP:
+        if name in chosen:
             if freeze:
                 module.requires_grad_(False)
             status = "frozen" if freeze else "transferred"
@@ -67,3 +74,15 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
         line = f"transfer: {row['name']:<6} {str(row['shape']):<18} {row['status']:<15} {origin}"
         print(line.rstrip(), file=sys.stderr)
     return {"checkpoint": str(path), "freeze": freeze, "pretrain_grid": arch.get("grid"), "layers": layers}
+
+
+def transferred_layers(layers: list[str] | None) -> list[str]:
+    """The classifier layers a transfer copies: ``layers`` checked against the map, in the map's
+    order; None means the whole map."""
+    if layers is None:
+        return list(LAYER_MAP)
+    unknown = [name for name in layers if name not in LAYER_MAP]
+    if unknown or not layers:
+        raise LongtailError(f"--transfer-layers must name some of {', '.join(LAYER_MAP)}, got "
+                            f"{', '.join(layers) if layers else 'none'}")
+    return [name for name in LAYER_MAP if name in layers]

@@ -198,13 +198,18 @@ def padding_pairs(data: ReportData) -> list[tuple[str, str]]:
     return pairs
 
 
+# What makes an arm "from a jigsaw checkpoint"; two arms that differ only in these are an init pair.
+TRANSFER_KEYS = {"init", "transfer", "transfer_layers", "transfer_lr_scale"}
+
+
 def init_pairs(data: ReportData) -> list[tuple[str, str]]:
     """(arm from random init, arm from a jigsaw checkpoint) for every arm with ``init`` whose other
-    settings are an arm's without it (the seed-jigsaw preset's random-init / jigsaw-init)."""
+    settings, the transfer options aside, are an arm's without it (the seed-jigsaw preset's
+    random-init / jigsaw-init; jigsaw-improved's jigsaw-convs is paired with random-init too)."""
     pairs = []
     for arm in data.arms:
         if data.config(arm).get("init"):
-            plain = data.counterpart(arm, {"init", "transfer"}, lambda c: not c.get("init"))
+            plain = data.counterpart(arm, TRANSFER_KEYS, lambda c: not c.get("init"))
             if plain is not None:
                 pairs.append((plain, arm))
     return pairs
