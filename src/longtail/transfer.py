@@ -1,6 +1,6 @@
 """Jigsaw trunk -> classifier weights, by an explicit layer map (the seed report's table 2).
 
-conv1, conv2, conv3 and fc1 (1024 -> 64) carry over; BatchNorm is not transferred (the jigsaw
+conv1, conv2, conv3 and fc1 (1024 -> 64) carry over (or a subset of them, ``layers``); BatchNorm is not transferred (the jigsaw
 net normalizes un-pooled tile features, the classifier pooled image features) and neither is
 the last layer (puzzle scores vs classes).
 """
@@ -26,8 +26,8 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
     layer map to stderr and return it as a JSON-ready dict for the run's summary.
 
     ``layers`` picks a subset of the map (default: all of it). The trunk's fc1 read a 4x4 map of
-    one tile, the classifier's reads a 4x4 map of the whole image, so the convs alone are a
-    transfer worth comparing."""
+    one tile, the classifier's reads a 4x4 map of the whole image; the convs alone transferred
+    better on CIFAR-10 (README, "Transfer into the classifier")."""
     path = Path(checkpoint_path)
     chosen = transferred_layers(layers)
     ckpt = load_checkpoint(path)
