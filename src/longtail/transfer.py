@@ -1,8 +1,8 @@
 """Jigsaw trunk -> classifier weights, by an explicit layer map (the seed report's table 2).
 
-conv1, conv2, conv3 and fc1 (1024 -> 64) carry over (or a subset of them, ``layers``); BatchNorm is not transferred (the jigsaw
-net normalizes un-pooled tile features, the classifier pooled image features) and neither is
-the last layer (puzzle scores vs classes).
+conv1, conv2, conv3 and fc1 (1024 -> 64) carry over (or a chosen subset of them); BatchNorm is
+not transferred (the jigsaw net normalizes un-pooled tile features, the classifier pooled image
+features) and neither is the last layer (puzzle scores vs classes).
 """
 
 from __future__ import annotations
