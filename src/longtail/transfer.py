@@ -58,7 +58,7 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
     with torch.no_grad():
         for target, source in pairs:
             target.copy_(source.to(target.device, target.dtype))
-    layers = []
+    rows = []
     for name, module in model.named_children():
         shape = list(module.weight.shape) if hasattr(module, "weight") else []
         if name in chosen:
@@ -68,12 +68,12 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
             source = LAYER_MAP[name]
         else:
             status, source = "not transferred", None
-        layers.append({"name": name, "shape": shape, "status": status, "from": source})
-    for row in layers:
+        rows.append({"name": name, "shape": shape, "status": status, "from": source})
+    for row in rows:
         origin = f"<- jigsaw {row['from']}" if row["from"] else ""
         line = f"transfer: {row['name']:<6} {str(row['shape']):<18} {row['status']:<15} {origin}"
         print(line.rstrip(), file=sys.stderr)
-    return {"checkpoint": str(path), "freeze": freeze, "pretrain_grid": arch.get("grid"), "layers": layers}
+    return {"checkpoint": str(path), "freeze": freeze, "pretrain_grid": arch.get("grid"), "layers": rows}
 
 
 def transferred_layers(layers: list[str] | None) -> list[str]:
