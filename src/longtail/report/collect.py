@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from longtail.aggregate import aggregate_runs
+from longtail.config import TrainConfig
 from longtail.errors import LongtailError
 from longtail.runs import RunDir, read_json
 
@@ -199,7 +200,8 @@ def padding_pairs(data: ReportData) -> list[tuple[str, str]]:
 
 
 # What makes an arm "from a jigsaw checkpoint"; two arms that differ only in these are an init pair.
-TRANSFER_KEYS = {"init", "transfer", "transfer_layers", "transfer_lr_scale"}
+# Read off TrainConfig, so a transfer option added there cannot silently break the pairing.
+TRANSFER_KEYS = {f.name for f in fields(TrainConfig) if f.name == "init" or f.name.startswith("transfer")}
 
 
 def init_pairs(data: ReportData) -> list[tuple[str, str]]:
