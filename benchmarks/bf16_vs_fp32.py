@@ -12,7 +12,7 @@ import tempfile
 
 from longtail.config import resolve_train_config
 from longtail.data.sources import load_dataset
-from longtail.runner import run_training
+from longtail.run import run as run_training
 
 
 def main() -> None:

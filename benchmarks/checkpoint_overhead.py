@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import longtail.runner as runner
+import longtail.run as runner
 from longtail.config import resolve_train_config
 from longtail.data.sources import load_dataset
 

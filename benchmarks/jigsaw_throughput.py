@@ -1,6 +1,6 @@
 """Jigsaw pretraining vs classifier training, images/s on the same data, recipe and machine.
 
-Both go through `longtail.train.fit` (the runner for each); one epoch each, interleaved and
+Both go through `longtail.engine.fit` (through `longtail.run`); one epoch each, interleaved and
 repeated so that drift in machine speed hits both alike; the median of each is printed. The
 issue's target: jigsaw within 1.5x of the classifier's images/s (a puzzle counts as one image).
 
@@ -16,8 +16,9 @@ import tempfile
 
 from longtail.config import resolve_train_config
 from longtail.data.sources import load_dataset
-from longtail.pretrain import PRETRAIN_RECIPES, resolve_pretrain_config, run_pretraining
-from longtail.runner import run_training
+from longtail.config import PRETRAIN_RECIPES, resolve_pretrain_config
+from longtail.run import run as run_pretraining
+from longtail.run import run as run_training
 
 # The classifier recipe each pretraining recipe is paired with in the study presets: both jigsaw
 # presets (seed-jigsaw.toml, jigsaw-improved.toml) train the classifier on the seed recipe.

@@ -2,7 +2,7 @@
 
   (a) a naive reference: per-sample PIL transforms (ToTensor, Normalize, RandomHorizontalFlip)
       through a torch DataLoader, fp32, batch 64, Adam -- the usual tutorial loop;
-  (b) longtail's own loop (`longtail.train.fit` via the runner) with the `fast` recipe;
+  (b) longtail's own loop (`longtail.engine.fit` via `longtail.run`) with the `fast` recipe;
   (c) the model step alone on synthetic tensors at (b)'s batch size and precision: the ceiling for (b).
 
 Each is timed over its training steps only (no evaluation) and repeated; the median is printed.
@@ -27,7 +27,7 @@ from longtail.config import resolve_train_config
 from longtail.data.sources import load_dataset
 from longtail.device import autocast, resolve_device, resolve_precision
 from longtail.models.seed_cnn import SeedCNN
-from longtail.runner import run_training
+from longtail.run import run as run_training
 
 
 def naive_reference(images: torch.Tensor, labels: torch.Tensor) -> float:

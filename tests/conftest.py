@@ -3,6 +3,7 @@ and small synthetic image-folder trees."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -63,3 +64,26 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 8, size: in
 @pytest.fixture
 def tiny_folder():
     return make_image_folder
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with a hash of its bytes: equal before and after means nothing
+    there was removed or changed."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def one_line_error(capsys, argv: list[str], needle: str) -> str:
+    """Run the CLI in-process; assert exit code 2, one ``longtail: error:`` line holding
+    ``needle`` and no traceback; return that line."""
+    from longtail.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors exit through SystemExit
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("longtail: error:") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert needle in err, err
+    return err

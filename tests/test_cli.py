@@ -39,7 +39,7 @@ def _one_line_error(capsys, argv, needle):
     (["train", "--data", "{tmp}/data", "--out", "{tmp}/r", "--recipe", "turbo"], "unknown recipe"),
     (["train", "--data", "{tmp}/data", "--out", "{tmp}/r", "--loss", "nope"], "unknown loss"),
     (["train", "--data", "{tmp}/data", "--out", "{tmp}/r", "--augment", "spin"], "unknown augmentation"),
-    (["train", "--data", "{tmp}/data", "--out", "{tmp}/r", "--epochs", "-1"], "positive"),
+    (["train", "--data", "{tmp}/data", "--out", "{tmp}/r", "--epochs", "-1"], "epochs in the command line must be >= 1"),
     (["train", "--data", "{tmp}/data", "--out", "{tmp}/r", "--config", "{tmp}/missing.toml"], "not found"),
     (["data", "info", "--data", "{tmp}/notzip.txt"], "neither a folder nor a zip"),
     (["data", "info", "--data", "{tmp}/empty.zip"], "no train/"),

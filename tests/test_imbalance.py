@@ -10,7 +10,7 @@ from longtail.config import TrainConfig
 from longtail.data.imbalance import apply_profile, minority_classes, profile_counts
 from longtail.data.sources import ImageDataset
 from longtail.errors import LongtailError
-from longtail.runner import prepare_data
+from longtail.data.prepare import prepare_data
 
 # Cao et al. 2019's CIFAR-10-LT training counts (n_max = 5000), floor(5000 * ratio^(-j/9)).
 CIFAR10_LT_100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]

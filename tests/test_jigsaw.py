@@ -15,7 +15,7 @@ from longtail.jigsaw import decode, jigsaw_metrics, make_puzzles, permutation_bc
 from longtail.jigsaw.decode import all_permutations
 from longtail.jigsaw.metrics import confidence, position_accuracy, puzzle_accuracy
 from longtail.jigsaw.sinkhorn import DEFAULT_ITERS, log_sinkhorn
-from longtail.jigsaw.task import JigsawTask
+from longtail.jigsaw.objective import JigsawObjective
 from longtail.jigsaw.tiles import (TileOptions, cut_tiles, jitter_tiles, join_tiles, normalize_tiles,
                                    random_grayscale, tile_size)
 from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
@@ -244,7 +244,7 @@ def test_permutation_bce_against_a_hand_computation():
 
 
 def test_loss_is_fp32_under_bf16_autocast_and_reproducible_per_step():
-    task = JigsawTask(grid=2)
+    task = JigsawObjective(grid=2)
     model = JigsawNet()
     x = _images(n=8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -258,7 +258,7 @@ def test_loss_is_fp32_under_bf16_autocast_and_reproducible_per_step():
 
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
-    model, task, x = JigsawNet(), JigsawTask(grid=2), _images(n=16)
+    model, task, x = JigsawNet(), JigsawObjective(grid=2), _images(n=16)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(10):
@@ -315,7 +315,7 @@ def test_evaluation_puzzles_are_the_same_every_time():
 
     images = (torch.rand(40, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     loader = BatchLoader(images, torch.zeros(40, dtype=torch.long), 16, mean=[0.5] * 3, std=[0.25] * 3)
-    task, model = JigsawTask(grid=2, tile_options=TileOptions(gap=2, tile_norm=True, grayscale=0.5)), JigsawNet()
+    task, model = JigsawObjective(grid=2, tile_options=TileOptions(gap=2, tile_norm=True, grayscale=0.5)), JigsawNet()
     first, second = task.evaluate(model, loader, "fp32"), task.evaluate(model, loader, "fp32")
     assert first == second
     assert first["score"] == first["puzzle_acc_hungarian"]
@@ -327,7 +327,8 @@ REQUIRED_ROW_KEYS = {"epoch", "lr", "train_loss", "seconds", "images_per_s", "va
 
 
 def test_one_epoch_on_2000_images_beats_chance(cifar, tmp_path):
-    from longtail.pretrain import resolve_pretrain_config, run_pretraining
+    from longtail.config import resolve_pretrain_config
+    from longtail.run import run as run_pretraining
     from longtail.runs import load_checkpoint
 
     cfg = resolve_pretrain_config(base=dict(data="cifar", out=str(tmp_path / "run"), epochs=1, limit_train=2000,
@@ -347,7 +348,7 @@ def test_one_epoch_on_2000_images_beats_chance(cifar, tmp_path):
 
 
 def test_pretrain_config_recipes_and_checks(tmp_path):
-    from longtail.pretrain import resolve_pretrain_config
+    from longtail.config import resolve_pretrain_config
 
     seed = resolve_pretrain_config()
     assert (seed.optimizer, seed.lr, seed.batch_size, seed.epochs, seed.gap, seed.tile_norm) == \
@@ -368,8 +369,9 @@ class _Crash(Exception):
 
 
 def test_a_run_stopped_mid_epoch_resumes_to_the_same_numbers(tiny_folder, tmp_path, monkeypatch):
-    import longtail.train
-    from longtail.pretrain import resolve_pretrain_config, run_pretraining
+    import longtail.run
+    from longtail.config import resolve_pretrain_config
+    from longtail.run import run as run_pretraining
     from longtail.runs import load_checkpoint
 
     folder = tiny_folder(tmp_path / "img", classes=2, per_class=12, size=16)
@@ -377,7 +379,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_numbers(tiny_folder, tmp_pa
                     recipe="improved")
     straight = run_pretraining(resolve_pretrain_config(base={**settings, "out": str(tmp_path / "a")}))
 
-    real_fit = longtail.train.fit
+    real_fit = longtail.run.fit
 
     def fit_that_crashes(*args, save, **kwargs):
         calls = []
@@ -390,10 +392,10 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_numbers(tiny_folder, tmp_pa
 
         return real_fit(*args, save=save_then_crash, **kwargs)
 
-    monkeypatch.setattr(longtail.train, "fit", fit_that_crashes)
+    monkeypatch.setattr(longtail.run, "fit", fit_that_crashes)
     with pytest.raises(_Crash):
         run_pretraining(resolve_pretrain_config(base={**settings, "out": str(tmp_path / "b")}))
-    monkeypatch.setattr(longtail.train, "fit", real_fit)
+    monkeypatch.setattr(longtail.run, "fit", real_fit)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["fit_state"]["step"] == 2
     resumed = run_pretraining(resolve_pretrain_config(base={**settings, "out": str(tmp_path / "b"), "resume": True}))
 

@@ -137,7 +137,7 @@ def test_posthoc_adjustment_trains_plain_and_exposes_tau_log_prior():
 
 
 def test_posthoc_adjustment_moves_predictions_to_rare_classes():
-    from longtail.classify import ClassificationTask
+    from longtail.tasks.classify import confusion
     from longtail.data.loader import BatchLoader
 
     _, module = loss("logit-adjust-posthoc")
@@ -146,8 +146,8 @@ def test_posthoc_adjustment_moves_predictions_to_rare_classes():
     model = lambda x: torch.tensor([[1.0, 0.0, -2.0]])  # noqa: E731 - argmax 0; adjusted: 1+2.2, 0+0.7, -2+4.7
     model.train = model.eval = lambda *a: None
     model.training = False
-    plain, _ = ClassificationTask(module, 3).confusion(model, loader, "fp32")
-    adjusted, _ = ClassificationTask(module, 3, module.posthoc_adjustment).confusion(model, loader, "fp32")
+    plain, _ = confusion(model, loader, "fp32", 3)
+    adjusted, _ = confusion(model, loader, "fp32", 3, module.posthoc_adjustment)
     assert plain[2].tolist() == [1, 0, 0] and adjusted[2].tolist() == [0, 0, 1]  # true class 2: predicted 0, then 2
 
 

@@ -24,7 +24,7 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 def fake_run(path: Path, *, accs=(0.4, 0.5), finished=True, fingerprint="a" * 64, classes=CLASSES,
              config=None, kept=None):
-    """A run folder shaped like runner.run_training's: config.json, metrics.jsonl, summary.json."""
+    """A run folder shaped like longtail.run's: config.json, metrics.jsonl, summary.json."""
     path.mkdir(parents=True)
     epochs = len(accs)
     (path / "config.json").write_text(json.dumps({"epochs": epochs, "recipe": "seed", "seed": 0, **(config or {})}))
@@ -44,7 +44,7 @@ def fake_run(path: Path, *, accs=(0.4, 0.5), finished=True, fingerprint="a" * 64
 
 
 PLAIN = {"imbalance": None, "rebalance": "none", "loss": "ce", "init": None}
-SETTINGS = {  # the seed report's arms, as runner's config.json records them
+SETTINGS = {  # the seed report's arms, as a run's config.json records them
     "imbalanced": {**PLAIN, "imbalance": "step:10"},
     "copy": {**PLAIN, "imbalance": "step:10", "rebalance": "copy"},
     "aug+loss": {**PLAIN, "imbalance": "step:10", "rebalance": "aug-only", "loss": "weighted"},

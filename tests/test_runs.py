@@ -44,13 +44,14 @@ def test_checkpoint_with_pickled_object_is_refused(tmp_path):
 
 def test_run_dir_refuses_to_mix_runs(tmp_path):
     run = RunDir(tmp_path / "r")
-    run.prepare({"a": 1})
+    config = {"seed": 0, "dataset_fingerprint": "f"}
+    run.prepare(config)
     with pytest.raises(LongtailError, match="--resume"):
-        RunDir(tmp_path / "r").prepare({"a": 2})
+        RunDir(tmp_path / "r").prepare({**config, "seed": 1})
     run.write_summary({"done": True})
     with pytest.raises(LongtailError, match="finished"):
-        RunDir(tmp_path / "r").prepare({"a": 2})
-    assert run.read_config() == {"a": 1}
+        RunDir(tmp_path / "r").prepare({**config, "seed": 1})
+    assert run.read_config() == config
 
 
 def test_metrics_rows_roundtrip(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from longtail.errors import LongtailError
-from longtail.samplers import ClassAwareSampler, ClassBalancedSampler, SquareRootSampler
+from longtail.data.samplers import ClassAwareSampler, ClassBalancedSampler, SquareRootSampler
 
 LABELS = [0] * 100 + [1] * 25 + [2] * 4
 

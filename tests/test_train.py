@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from longtail.config import resolve_train_config
-from longtail.runner import run_training
+from longtail.run import run as run_training
 from longtail.runs import load_checkpoint
 
 SMALL = dict(limit_train=4000, val_size=1000, limit_test=2000, quiet=True)

@@ -11,7 +11,7 @@ from longtail.errors import LongtailError
 from longtail.models.jigsaw_net import JigsawNet
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
 from longtail.runs import load_checkpoint, save_checkpoint
-from longtail.train import build_optimizer
+from longtail.engine import build_optimizer
 from longtail.transfer import LAYER_MAP, init_from_jigsaw
 
 TRANSFERRED = [f"{layer}.{p}" for layer in ("conv1", "conv2", "conv3", "fc1") for p in ("weight", "bias")]
@@ -133,7 +133,7 @@ def test_grid_that_does_not_divide_the_image_is_one_line(folder, tmp_path, capsy
 
 def test_unknown_task_is_one_line(folder, tmp_path, capsys):
     _one_line_error(capsys, ["pretrain", "--task", "rotation", "--data", str(folder), "--out", str(tmp_path / "p")],
-                    "unknown pretraining task 'rotation'")
+                    "unknown pretext task 'rotation'")
 
 
 def _classifier_checkpoint(path):
@@ -208,5 +208,6 @@ def test_transfer_layers_end_to_end_and_refusal(folder, jigsaw_checkpoint, tmp_p
     assert main(["train", "--data", str(folder), "--out", str(tmp_path / "bad"), "--init", str(jigsaw_checkpoint),
                  "--transfer-layers", "conv1,bn"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["longtail: error: --transfer-layers must name some of conv1, conv2, conv3, fc1, got conv1, bn"]
+    assert err == ["longtail: error: unknown transfer layer 'bn' (transfer_layers in the command line); "
+                   "choose from conv1, conv2, conv3, fc1"]
     assert not (tmp_path / "bad").exists()

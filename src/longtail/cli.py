@@ -11,46 +11,45 @@ import sys
 import types
 import typing
 
-from longtail.config import TrainConfig
-from longtail.errors import LongtailError
+from longtail.config import PretrainConfig, TrainConfig, resolve_train_config
+from longtail.errors import LongtailError, TrainingInterrupted
 
-FLAG_HELP = {
-    "data": "dataset: 'cifar10' (downloaded, verified) or an image folder / .zip with train/<class>/ and test/<class>/",
-    "out": "run directory to create (config.json, metrics.jsonl, summary.json, checkpoint.pt)",
-    "recipe": "named defaults: 'fast' (SGD one-cycle, crop+flip, bf16) or 'seed' (the seed report's Adam setting)",
-    "augment": "batch augmentations, comma-separated: crop, flip, brightness, contrast (empty: none)",
-    "precision": "auto (bf16 where the hardware multiplies bf16 natively), bf16 or fp32",
-    "device": "auto (CUDA when present), cpu or cuda",
-    "val_size": "validation images held out from train (default 10%%: 5,000 for CIFAR-10)",
-    "limit_train": "use only N training images (stratified), for quick runs",
-    "limit_test": "evaluate on N test images (stratified), for quick runs",
-    "imbalance": "remove training samples first: step:RATIO[:CLASSES], exponential:RATIO, counts:N0,N1,...",
-    "rebalance": "none, copy, aug, aug-only, copy-aug, class-balanced or sqrt (docs/imbalance.md)",
-    "loss": "ce, weighted, cb, focal, ldam-drw, logit-adjust, balanced-softmax or logit-adjust-posthoc "
-            "(docs/imbalance.md)",
-    "loss_params": "extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2",
-    "init": "initialise from a jigsaw pretraining checkpoint (DIR/checkpoint.pt)",
-    "transfer": "with --init: finetune all layers, or freeze the transferred ones",
-    "transfer_layers": "with --init: the layers to copy, comma-separated, from conv1, conv2, conv3, fc1 (default: all)",
-    "transfer_lr_scale": "with --init and finetune: the transferred layers' learning rate as a fraction of "
-                         "the others' (1: the same; smaller keeps more of the pretrained features)",
-    "threads": "CPU threads for this process (under torchrun: default, an equal share of the cores)",
-    "sync_bn": "under torchrun on GPUs: synchronise BatchNorm statistics across processes",
-    "checkpoint_every": "also checkpoint every N steps (epochs always end with one)",
-    "quiet": "no progress bars",
-    "resume": "continue an interrupted run in --out from its last checkpoint",
-    "seed": "seed for initialisation, data order, augmentation and the imbalance draw",
-    "split_seed": "seed of the validation split (kept fixed across run seeds)",
-    "padding": "SeedCNN conv padding: same or valid",
-    "head": "last layer: linear (the seed's) or cosine (normalised; what LDAM's s=30 assumes)",
-    "task": "pretext task: jigsaw",
-    "grid": "jigsaw grid: G cuts each image into GxG tiles (must divide the image size; 2 as in the seed)",
-    "sinkhorn_iters": "Sinkhorn row+column normalization rounds",
-    "tau": "Sinkhorn temperature (smaller: closer to a hard permutation)",
-    "gap": "anti-shortcut: crop each tile N px smaller at a random offset and resize back (0: off)",
-    "tile_norm": "anti-shortcut: standardize each tile per channel",
-    "grayscale": "anti-shortcut: probability of turning an image's tiles grey",
+EXAMPLES = {
+    "data": """examples:
+  longtail data info --data cifar10 --imbalance exponential:100
+  longtail data info --data path/to/images.zip""",
+    "train": """examples:
+  longtail train --data cifar10 --out runs/fast
+  longtail train --data cifar10 --out runs/lt --imbalance exponential:100 --loss ldam-drw --head cosine
+  longtail train --config my-run.toml --out runs/mine --epochs 5      # flags win over the file
+  longtail train --data cifar10 --out runs/lt --resume                 # continue after a crash or Ctrl-C""",
+    "pretrain": """examples:
+  longtail pretrain --data cifar10 --out runs/jigsaw
+  longtail pretrain --data cifar10 --out runs/jigsaw-improved --recipe improved
+  longtail train --data cifar10 --out runs/from-jigsaw --init runs/jigsaw/checkpoint.pt""",
+    "study": """examples:
+  longtail study configs/long-tail.toml --data cifar10 --workers 2
+  longtail study configs/seed-imbalance.toml --data cifar10 --seeds 0 --out runs/quick
+  longtail study configs/long-tail.toml --data cifar10 --collect      # aggregate what has finished""",
+    "report": """examples:
+  longtail report runs/long-tail
+  longtail report runs/fast                                           # one run folder""",
 }
+
+
+class _SettingsHelp(argparse.RawDescriptionHelpFormatter):
+    """Writes a settings flag's help from its Setting when help is printed (not when the parser
+    is built), so the choices come from the registries without loading them for every command."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        source = getattr(action, "setting_of", None)
+        if source is None:
+            return super()._get_help_string(action)
+        from longtail.config import RECIPES_OF
+        from longtail.settings import help_text
+
+        cls, name = source
+        return help_text(cls, name, RECIPES_OF.get(cls))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,24 +80,46 @@ def _list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: set[str] = frozenset()) -> None:
-    """One ``--flag`` per dataclass field; unset flags stay None so TOML and recipes fill them."""
-    for name, annotation in typing.get_type_hints(cls).items():
-        if name in skip:
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] | None = None) -> None:
+    """One ``--flag`` per setting of ``cls`` (or the ``only`` ones); unset flags stay None so TOML
+    and recipes fill them. Checking happens in one place for every source (settings.check_mapping)."""
+    from longtail.settings import settings_of
+
+    hints = typing.get_type_hints(cls)
+    for name, spec in settings_of(cls).items():
+        if only is not None and name not in only:
             continue
+        annotation = hints[name]
         flag = "--" + name.replace("_", "-")
         args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
         base = next((a for a in args if a is not type(None)), annotation)
-        help_text = FLAG_HELP.get(name)
+        metavar = spec.metavar or name.upper()
         if base is bool:
-            parser.add_argument(flag, action="store_const", const=True, default=None, help=help_text)
+            action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help="-")
         elif base is dict or typing.get_origin(base) is dict:
-            parser.add_argument("--" + name.replace("_", "-").removesuffix("s"), dest=name, action="append",
-                                type=_parse_kv, default=None, metavar="KEY=VALUE", help=help_text)
+            action = parser.add_argument(flag.removesuffix("s"), dest=name, action="append", type=_parse_kv,
+                                         default=None, metavar="KEY=VALUE", help="-")
         elif typing.get_origin(base) is list:
-            parser.add_argument(flag, type=_list, default=None, metavar="A,B", help=help_text)
+            action = parser.add_argument(flag, type=_list, default=None, metavar="A,B", help="-")
         else:
-            parser.add_argument(flag, type=base, default=None, metavar=name.upper(), help=help_text)
+            action = parser.add_argument(flag, type=_number(base), default=None, metavar=metavar, help="-")
+        action.setting_of = (cls, name)
+
+
+def _number(base: type):
+    """argparse type for int/float/str settings, with a message that names the expected kind."""
+    if base not in (int, float):
+        return base
+
+    def convert(text: str):
+        try:
+            return base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if base is int else 'a number'}, "
+                                             f"got {text!r}") from None
+
+    convert.__name__ = base.__name__
+    return convert
 
 
 def _cli_values(ns: argparse.Namespace, cls: type) -> dict:
@@ -108,47 +129,51 @@ def _cli_values(ns: argparse.Namespace, cls: type) -> dict:
     return values
 
 
+DATA_INFO_FLAGS = ("data", "imbalance", "val_size", "split_seed", "seed", "limit_train")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from longtail import __version__
 
-    p = _Parser(prog="longtail", description="Class-imbalanced image classification and jigsaw pretraining.")
+    p = _Parser(prog="longtail", description="Class-imbalanced image classification and self-supervised "
+                "pretraining, fast on a CPU. Each command has its own --help.")
     p.add_argument("--version", action="version", version=f"longtail {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    data = sub.add_parser("data", help="inspect a dataset")
-    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser, metavar="ACTION")
-    info = data_sub.add_parser("info", help="classes, counts per split, image shape")
-    info.add_argument("--data", default="cifar10", help=FLAG_HELP["data"])
-    info.add_argument("--imbalance", default=None, help=FLAG_HELP["imbalance"])
-    info.add_argument("--val-size", type=int, default=None, help=FLAG_HELP["val_size"])
-    info.add_argument("--split-seed", type=int, default=0)
-    info.add_argument("--seed", type=int, default=0)
+    def command(name: str, help: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=EXAMPLES.get(name),
+                              formatter_class=_SettingsHelp, **kw)
 
-    train = sub.add_parser("train", help="train and evaluate the seed CNN")
+    data = command("data", "inspect a dataset")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser, metavar="ACTION")
+    info = data_sub.add_parser("info", help="classes, counts per split (and after an imbalance profile), image shape",
+                               epilog=EXAMPLES["data"], formatter_class=_SettingsHelp)
+    add_config_flags(info, TrainConfig, only=DATA_INFO_FLAGS)
+
+    train = command("train", "train and evaluate a classifier (the seed CNN)")
     train.add_argument("--config", metavar="FILE.toml", help="TOML file with any of these options (flags win)")
     add_config_flags(train, TrainConfig)
 
-    from longtail.pretrain import PRETRAIN_RECIPES, PretrainConfig
-
-    pretrain = sub.add_parser("pretrain", help="self-supervised jigsaw pretraining of the seed CNN's trunk")
+    pretrain = command("pretrain", "self-supervised pretraining of the classifier's trunk (jigsaw puzzles)")
     pretrain.add_argument("--config", metavar="FILE.toml", help="TOML file with any of these options (flags win)")
-    pretrain.add_argument("--recipe", default=None, metavar="RECIPE",
-                          help=f"named defaults: {' or '.join(PRETRAIN_RECIPES)} (see docs/jigsaw.md)")
-    add_config_flags(pretrain, PretrainConfig, skip={"recipe"})
+    add_config_flags(pretrain, PretrainConfig)
 
-    study = sub.add_parser("study", help="run a grid of arms x seeds from a TOML study file, then aggregate")
+    study = command("study", "run a grid of arms x seeds from a TOML study file, then aggregate")
     study.add_argument("file", metavar="FILE.toml", help="study file (see configs/ and docs/imbalance.md)")
-    study.add_argument("--data", default=None, help=FLAG_HELP["data"] + " (overrides the study file's)")
-    study.add_argument("--out", default=None, metavar="DIR", help="study folder (default runs/<study name>)")
+    study.add_argument("--data", default=None, metavar="PATH", help="the dataset of every run, overriding the study "
+                       "file's: 'cifar10' or an image folder / .zip")
+    study.add_argument("--out", default=None, metavar="DIR", help="study folder (default: runs/<study name>)")
     study.add_argument("--seeds", type=_seed_list, default=None, metavar="0,1,2", help="seeds, overriding the file's")
-    study.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
+    study.add_argument("--quiet", action=argparse.BooleanOptionalAction, default=False,
+                       help="no progress bars or per-run lines (default: off)")
     study.add_argument("--shard", default=None, metavar="K/N", help="run only the K-th of N slices of the grid")
-    study.add_argument("--workers", type=int, default=1, metavar="M",
-                       help="run up to M grid runs at once on this machine, each a process with cores/M threads")
+    study.add_argument("--workers", type=_number(int), default=1, metavar="M",
+                       help="run up to M grid runs at once on this machine, each a process with cores/M threads "
+                       "(default: 1)")
     study.add_argument("--collect", action="store_true",
                        help="run nothing: aggregate the finished runs and list the missing ones")
 
-    report = sub.add_parser("report", help="write report.html and SVG/PDF figures for a study or run folder")
+    report = command("report", "write report.html and SVG/PDF figures for a study or run folder")
     report.add_argument("dir", metavar="DIR", help="a study folder (longtail study --out) or one run folder")
     return p
 
@@ -157,17 +182,16 @@ def cmd_data_info(ns: argparse.Namespace) -> int:
     import torch
 
     from longtail.data.imbalance import profile_counts
+    from longtail.data.prepare import available_counts, training_indices
     from longtail.data.sources import load_dataset
-    from longtail.data.split import train_val_split
-    from longtail.runner import default_val_size
 
-    ds = load_dataset(ns.data)
+    cfg = resolve_train_config(_cli_values(ns, TrainConfig))
+    ds = load_dataset(cfg.data)
     c, h, w = ds.image_shape
-    train_idx, val_idx = train_val_split(ds.train_labels, ns.val_size or default_val_size(len(ds.train_labels)),
-                                         ds.num_classes, ns.split_seed)
+    train_idx, val_idx = training_indices(cfg, ds)
     rows = {"train": ds.train_labels[train_idx], "val": ds.train_labels[val_idx], "test": ds.test_labels}
     counts = {k: torch.bincount(v, minlength=ds.num_classes).tolist() for k, v in rows.items()}
-    kept = profile_counts(ns.imbalance, counts["train"]) if ns.imbalance else None
+    kept = profile_counts(cfg.imbalance, available_counts(cfg, ds)) if cfg.imbalance else None
     print(f"dataset: {ds.name}  ({ds.fingerprint[:16]})")
     print(f"image shape: {c}x{h}x{w} (channels x height x width), {ds.num_classes} classes")
     header = f"{'class':<16}{'train':>8}{'val':>8}{'test':>8}" + (f"{'kept':>8}" if kept else "")
@@ -178,7 +202,7 @@ def cmd_data_info(ns: argparse.Namespace) -> int:
     total = f"{'total':<16}{sum(counts['train']):>8}{sum(counts['val']):>8}{sum(counts['test']):>8}"
     print(total + (f"{sum(kept):>8}" if kept else ""))
     if kept:
-        print(f"imbalance {ns.imbalance}: max/min kept = {max(kept) / min(kept):.1f}")
+        print(f"imbalance {cfg.imbalance}: max/min kept = {max(kept) / min(kept):.1f}")
     return 0
 
 
@@ -188,11 +212,10 @@ def _main_process() -> bool:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from longtail.config import resolve_train_config
-    from longtail.runner import run_training
+    from longtail.run import run
 
     cfg = resolve_train_config(_cli_values(ns, TrainConfig), ns.config)
-    summary = run_training(cfg)
+    summary = run(cfg)
     if not _main_process():
         return 0
     print(f"{cfg.out}: test acc {summary['test_acc']:.4f}, balanced {summary['test_balanced_acc']:.4f}, "
@@ -202,10 +225,11 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(ns: argparse.Namespace) -> int:
-    from longtail.pretrain import PretrainConfig, resolve_pretrain_config, run_pretraining
+    from longtail.config import resolve_pretrain_config
+    from longtail.run import run
 
     cfg = resolve_pretrain_config(_cli_values(ns, PretrainConfig), ns.config)
-    s = run_pretraining(cfg)
+    s = run(cfg)
     if not _main_process():
         return 0
     print(f"{cfg.out}: test puzzles solved {s['test_puzzle_acc_hungarian']:.4f} (Hungarian) / "
@@ -252,8 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[ns.command](ns)
     except LongtailError as e:
-        from longtail.train import TrainingInterrupted
-
         print(f"longtail: {'stopped' if isinstance(e, TrainingInterrupted) else 'error'}: {e}", file=sys.stderr)
         return 130 if isinstance(e, TrainingInterrupted) else 2
     except KeyboardInterrupt:

@@ -1,8 +1,10 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The exceptions the CLI turns into one line: ``longtail: error: ...`` (exit 2) or
+``longtail: stopped: ...`` (exit 130), never a traceback."""
 
 
 class LongtailError(Exception):
-    """A problem with the user's input or environment, worded for a person.
+    """A problem with the user's input or environment, worded for a person."""
 
-    The CLI prints ``longtail: error: <message>`` and exits with status 2, never a traceback.
-    """
+
+class TrainingInterrupted(LongtailError):
+    """Raised after a checkpoint was written in answer to SIGINT/SIGTERM."""

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from longtail.errors import LongtailError
+from longtail.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,12 @@ class LossContext:
 
 
 LossBuilder = Callable[[LossContext], nn.Module]
-LOSSES: dict[str, LossBuilder] = {}
-
-
-def register_loss(name: str) -> Callable[[LossBuilder], LossBuilder]:
-    def add(builder: LossBuilder) -> LossBuilder:
-        LOSSES[name] = builder
-        return builder
-
-    return add
+LOSSES: Registry[LossBuilder] = Registry("loss")
+register_loss = LOSSES.register
 
 
 def build_loss(name: str, ctx: LossContext) -> nn.Module:
-    if name not in LOSSES:
-        raise LongtailError(f"unknown loss {name!r}; choose from {', '.join(sorted(LOSSES))}")
-    return LOSSES[name](ctx)
+    return LOSSES.get_entry(name)(ctx)
 
 
 def loss_params(ctx: LossContext, loss: str, defaults: dict) -> dict:

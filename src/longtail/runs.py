@@ -7,10 +7,14 @@ A run is finished exactly when summary.json exists.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +73,12 @@ def read_json(path: Path) -> Any:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    state = {"format": CHECKPOINT_FORMAT, **state}
-    atomic_write(path, lambda f: torch.save(state, f))
+    # Serialised in memory first: torch.save reports a full disk as an opaque "unexpected pos"
+    # RuntimeError, a plain write as ENOSPC, which atomic_write turns into one line.
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    data = buffer.getbuffer()
+    atomic_write(path, lambda f: f.write(data))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -88,8 +96,21 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.pt")
+LOCK_FILE = ".longtail.lock"
+
+
+def _is_own_temp(name: str) -> bool:
+    """A temporary file of :func:`atomic_write` for one of the run's files."""
+    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES)
+
+
 class RunDir:
-    """One run's folder. Only rank 0 of a distributed run should hold one."""
+    """One run's folder. Only rank 0 of a distributed run should hold one.
+
+    longtail writes into a folder only if it is new, empty, or holds a run longtail made (its
+    config.json); it never replaces or deletes a file it did not write.
+    """
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -103,14 +124,75 @@ class RunDir:
     def finished(self) -> bool:
         return self.summary_path.exists()
 
-    def prepare(self, config: dict, *, resume: bool = False) -> None:
-        """Create the folder for a new run; refuse to mix with another run's files."""
-        if self.path.exists() and not self.path.is_dir():
+    def check_usable(self, resume: bool) -> None:
+        """Refuse a folder that is not a run's, or a run that --resume was not asked to continue."""
+        if not self.path.exists():
+            if self.path.is_symlink():
+                raise LongtailError(f"run directory {self.path} is a broken symbolic link")
+            return
+        if not self.path.is_dir():
             raise LongtailError(f"run directory {self.path} exists and is not a folder")
-        if self.finished and not resume:
-            raise LongtailError(f"{self.path} already holds a finished run; choose another --out or delete it")
-        if self.config_path.exists() and not resume:
-            raise LongtailError(f"{self.path} holds an unfinished run; pass --resume to continue it or choose another --out")
+        if self.config_path.exists():
+            try:
+                config = read_json(self.config_path) if self.config_path.is_file() else None
+            except LongtailError:
+                config = None
+            if not (isinstance(config, dict) and "dataset_fingerprint" in config and "seed" in config):
+                raise LongtailError(f"{self.path} holds a config.json that longtail did not write; choose another --out")
+            if self.finished and not resume:
+                raise LongtailError(f"{self.path} already holds a finished run; choose another --out or delete it")
+            if not resume:
+                raise LongtailError(f"{self.path} holds an unfinished run; pass --resume to continue it or choose "
+                                    "another --out")
+            return
+        try:
+            foreign = sorted(e.name for e in self.path.iterdir() if e.name != LOCK_FILE and not _is_own_temp(e.name))
+        except OSError as e:
+            raise LongtailError(f"cannot read run directory {self.path}: {e.strerror}") from None
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise LongtailError(f"{self.path} is not empty and holds no longtail run ({shown}); longtail writes runs "
+                                "only into new or empty folders: choose another --out")
+
+    @contextlib.contextmanager
+    def locked(self, enabled: bool = True) -> Iterator[None]:
+        """Hold an exclusive lock on the run folder (released by the OS if the process dies), so a
+        second process on the same run is refused; remove temporary files a killed process left.
+        A folder created here and still empty at the end is removed again."""
+        if not enabled:
+            yield
+            return
+        created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        except OSError as e:
+            raise _disk_error(self.path, e) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise LongtailError(f"{self.path} is in use by another longtail process (pid {holder}); wait for it "
+                                    "to finish or stop it") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            for entry in self.path.iterdir():
+                if _is_own_temp(entry.name):
+                    entry.unlink(missing_ok=True)
+            try:
+                yield
+            finally:
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+            if created:
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()  # only succeeds if nothing was written
+
+    def prepare(self, config: dict, *, resume: bool = False) -> None:
+        """Create the folder for a new run and write its config.json."""
+        self.check_usable(resume)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:

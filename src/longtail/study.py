@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longtail.config import TrainConfig, check_mapping, load_toml, resolve_train_config
+from longtail.config import PretrainConfig, TrainConfig, resolve_pretrain_config, resolve_train_config
 from longtail.errors import LongtailError
 from longtail.runs import RunDir, write_json
+from longtail.settings import check_mapping, load_toml, run_neutral_keys
 
 STUDY_KEYS = ("name", "seeds", "baseline", "defaults", "arms", "pretrain")
 # Set per cell by the study itself; a study file that sets them is in error.
@@ -43,8 +44,6 @@ CELL_KEYS = {"seed": "use seeds = [...] at the top of the file", "out": "runs go
              "resume": "study runs always resume", "quiet": "use --quiet"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 PRETRAIN_INIT = "pretrain"
-# Keys that may differ between a run directory's config.json and a rerun without changing the run.
-UNCOMPARED = {"out", "quiet", "resume", "threads", "checkpoint_every", "device", "precision", "data"}
 
 
 @dataclass
@@ -71,7 +70,7 @@ class Cell:
     arm: str
     seed: int
     run_dir: Path
-    config: Any  # TrainConfig, or longtail.pretrain.PretrainConfig
+    config: Any  # TrainConfig or PretrainConfig
     group: tuple
 
     @property
@@ -141,6 +140,12 @@ def load_study(path: str | Path, *, data: str | None = None, out: str | Path | N
     pretrain = raw.get("pretrain")
     if pretrain is not None and not isinstance(pretrain, dict):
         raise LongtailError(f"[pretrain] in {path} must be a table")
+    if pretrain is not None:
+        for key in pretrain:
+            if key.replace("-", "_") in CELL_KEYS:
+                raise LongtailError(f"key {key!r} in [pretrain] of {path} is set by the study "
+                                    f"({CELL_KEYS[key.replace('-', '_')]})")
+        check_mapping(PretrainConfig, pretrain, f"[pretrain] of {path}")
     for arm_name, overrides in arms:
         if overrides.get("init") == PRETRAIN_INIT and pretrain is None:
             raise LongtailError(f"arm {arm_name!r} of {path} has init = \"pretrain\" but the file has no [pretrain] table")
@@ -162,14 +167,6 @@ def load_study(path: str | Path, *, data: str | None = None, out: str | Path | N
                  baselines=baselines)
 
 
-def _pretrain_module():
-    try:
-        import longtail.pretrain as pretrain
-    except ImportError as e:
-        raise LongtailError(f"this study has a [pretrain] table but jigsaw pretraining is not available ({e})") from None
-    return pretrain
-
-
 def pretrain_dir(study: Study, seed: int) -> Path:
     return study.out / "pretrain" / f"seed-{seed}"
 
@@ -184,11 +181,10 @@ def grid(study: Study) -> list[Cell]:
     cells = []
     for seed in study.seeds:
         if study.pretrain is not None:
-            module = _pretrain_module()
             base = {**study.pretrain, "data": study.data, "seed": seed, "out": str(pretrain_dir(study, seed)),
                     "quiet": study.quiet, "resume": True}
             cells.append(Cell("pretrain", "pretrain", seed, pretrain_dir(study, seed),
-                              module.resolve_pretrain_config(base=base), ("pretrain", seed)))
+                              resolve_pretrain_config(base=base), ("pretrain", seed)))
         for arm, overrides in study.arms:
             values = {**study.defaults, **overrides, "data": study.data, "seed": seed,
                       "out": str(run_dir(study, arm, seed)), "resume": True, "quiet": study.quiet}
@@ -224,53 +220,46 @@ def shard(cells: list[Cell], k: int, n: int) -> list[Cell]:
     return [c for c in cells if c.group in mine]
 
 
-def check_cell(cell: Cell, num_classes: int, train_counts: list[int]) -> None:
-    """Catch a bad method name or parameter before hours of other runs, not after."""
-    if cell.kind != "train":
-        return
-    import torch
-
-    from longtail.data.augment import compose
+def check_cell(cell: Cell, dataset) -> None:
+    """Catch what would fail in a cell before hours of other runs, not after: settings the data
+    cannot serve (a profile under limit_train), loss parameters, a missing --init, and a run
+    folder made with other settings or data."""
     from longtail.data.imbalance import profile_counts
-    from longtail.data.rebalance import REBALANCERS
-    from longtail.losses import LossContext, build_loss
+    from longtail.data.prepare import available_counts
+    from longtail.run import check_resumable, config_record
 
     cfg = cell.config
     try:
-        if cfg.imbalance:
-            profile_counts(cfg.imbalance, train_counts)
-        if cfg.rebalance not in REBALANCERS:
-            raise LongtailError(f"unknown rebalance method {cfg.rebalance!r}; choose from {', '.join(REBALANCERS)}")
-        build_loss(cfg.loss, LossContext(torch.ones(num_classes), cfg.epochs, cfg.label_smoothing, cfg.loss_params))
-        compose(cfg.augment)
-        if cfg.init and cell.group[0] != "pretrain" and not Path(cfg.init).is_file():
-            raise LongtailError(f"init checkpoint not found: {cfg.init}")
+        if cell.kind == "train":
+            import torch
+
+            from longtail.losses import LossContext, build_loss
+
+            if cfg.imbalance:
+                profile_counts(cfg.imbalance, available_counts(cfg, dataset))
+            build_loss(cfg.loss, LossContext(torch.ones(dataset.num_classes), cfg.epochs, cfg.label_smoothing,
+                                             cfg.loss_params))
+            if cfg.init and cell.group[0] != "pretrain" and not Path(cfg.init).is_file():
+                raise LongtailError(f"init checkpoint not found: {cfg.init}")
+        else:
+            available_counts(cfg, dataset)
+        run = RunDir(cell.run_dir)
+        run.check_usable(resume=True)
+        if run.config_path.exists():
+            stored = run.read_config()
+            # precision, device and world size are the run's own business; settings and data are the study's
+            record = config_record(cfg, dataset.fingerprint, stored.get("precision_used"), stored.get("device_used"),
+                                   stored.get("world_size"))
+            check_resumable(run, record, run_neutral_keys(type(cfg)))
     except LongtailError as e:
-        raise LongtailError(f"arm {cell.arm!r}: {e}") from None
-
-
-def _check_same_config(cell: Cell) -> None:
-    """A rerun must not silently continue or reuse a run made with other settings."""
-    run = RunDir(cell.run_dir)
-    if not run.config_path.exists() or not dataclasses.is_dataclass(cell.config):
-        return
-    old = run.read_config()
-    for key, value in dataclasses.asdict(cell.config).items():
-        if key in UNCOMPARED or key not in old:
-            continue
-        if old[key] != value:
-            raise LongtailError(f"{cell.run_dir} was made with {key} = {old[key]!r} but the study now says {value!r}; "
-                                "delete that run directory or choose another --out")
+        raise LongtailError(f"{cell.label}: {e}") from None
 
 
 def run_cell(cell: Cell, dataset) -> dict:
     """Run (or resume, or skip if finished) one cell; returns its summary."""
-    _check_same_config(cell)
-    if cell.kind == "pretrain":
-        return _pretrain_module().run_pretraining(cell.config, dataset)
-    from longtail.runner import run_training
+    from longtail.run import run
 
-    return run_training(cell.config, dataset)
+    return run(cell.config, dataset)
 
 
 def study_record(study: Study, cells: list[Cell]) -> dict:
@@ -314,21 +303,25 @@ def collect(study: Study, cells: list[Cell]) -> tuple[dict, list[Cell]]:
     return aggregate, missing
 
 
+def start_study(study: Study) -> tuple[list[Cell], Any]:
+    """The grid and its dataset, every cell checked, then study.json written: a study that cannot
+    run, or whose folder holds runs of other settings or data, changes nothing on disk."""
+    from longtail.data.sources import load_dataset
+
+    cells = grid(study)
+    dataset = load_dataset(study.data)
+    for cell in cells:
+        check_cell(cell, dataset)
+    write_json(study.out / "study.json", study_record(study, cells))
+    return cells, dataset
+
+
 def run_study(study: Study, *, shard_spec: tuple[int, int] | None = None,
               log: Callable[[str], None] = print) -> tuple[dict | None, list[Cell]]:
     """Load the data once, run this shard's cells (all of them without a shard), then aggregate
     when the whole grid has finished. Returns (aggregate or None, cells still missing)."""
-    from longtail.data.sources import load_dataset
-
-    cells = grid(study)
+    cells, dataset = start_study(study)
     mine = shard(cells, *shard_spec) if shard_spec else cells
-    dataset = load_dataset(study.data)
-    import torch
-
-    counts = torch.bincount(dataset.train_labels, minlength=dataset.num_classes).tolist()
-    for cell in mine:
-        check_cell(cell, dataset.num_classes, counts)
-    write_json(study.out / "study.json", study_record(study, cells))
     for cell in mine:
         was_finished = RunDir(cell.run_dir).finished
         started = time.time()
@@ -356,16 +349,7 @@ def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = pr
     import os
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from longtail.data.sources import load_dataset
-
-    cells = grid(study)
-    dataset = load_dataset(study.data)
-    import torch
-
-    counts = torch.bincount(dataset.train_labels, minlength=dataset.num_classes).tolist()
-    for cell in cells:
-        check_cell(cell, dataset.num_classes, counts)
-    write_json(study.out / "study.json", study_record(study, cells))
+    cells, dataset = start_study(study)
     pending = [c for c in cells if not RunDir(c.run_dir).finished]
     pretraining = {c.seed for c in pending if c.kind == "pretrain"}
     blocked = [c for c in pending if c.kind == "train" and c.group[0] == "pretrain" and c.seed in pretraining]

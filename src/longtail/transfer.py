@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 
 from longtail.errors import LongtailError
+from longtail.registry import Registry
 from longtail.models.seed_cnn import SeedCNN
 from longtail.runs import load_checkpoint
 
 # classifier layer <- jigsaw trunk layer
-LAYER_MAP: dict[str, str] = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1"}
+LAYER_MAP: Registry[str] = Registry("transfer layer", {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1"})
 
 
 def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool = False,
@@ -27,7 +28,7 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
 
     ``layers`` picks a subset of the map (default: all of it). The trunk's fc1 read a 4x4 map of
     one tile, the classifier's reads a 4x4 map of the whole image; the convs alone transferred
-    better on CIFAR-10 (README, "Transfer into the classifier")."""
+    better on CIFAR-10 (docs/results.md, "Transfer into the classifier")."""
     path = Path(checkpoint_path)
     chosen = transferred_layers(layers)
     ckpt = load_checkpoint(path)

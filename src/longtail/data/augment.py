@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from longtail.registry import Registry
+
 BatchAugment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -70,25 +72,20 @@ def adjust_contrast(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tens
     return (factor * x + (1 - factor) * mean).clamp(0, 1)
 
 
-AUGMENTATIONS: dict[str, BatchAugment] = {
+AUGMENTATIONS: Registry[BatchAugment] = Registry("augmentation", {
     "flip": random_hflip,
     "vflip": random_vflip,
     "crop": random_crop,
     "brightness": random_brightness,
     "contrast": random_contrast,
-}
+})
 
 
 def compose(names: Sequence[str]) -> BatchAugment | None:
     """One batch augmentation applying the named ops in order; ``None`` for an empty list."""
-    unknown = [n for n in names if n not in AUGMENTATIONS]
-    if unknown:
-        from longtail.errors import LongtailError
-
-        raise LongtailError(f"unknown augmentation {unknown[0]!r}; choose from {', '.join(AUGMENTATIONS)}")
-    if not names:
+    ops = [AUGMENTATIONS.get_entry(n) for n in names]
+    if not ops:
         return None
-    ops = [AUGMENTATIONS[n] for n in names]
 
     def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         for op in ops:

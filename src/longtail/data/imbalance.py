@@ -15,17 +15,11 @@ from collections.abc import Callable
 import torch
 
 from longtail.errors import LongtailError
+from longtail.registry import Registry
 
 Profile = Callable[[list[int], list[str]], list[int]]
-PROFILES: dict[str, Profile] = {}
-
-
-def register_profile(name: str) -> Callable[[Profile], Profile]:
-    def add(fn: Profile) -> Profile:
-        PROFILES[name] = fn
-        return fn
-
-    return add
+PROFILES: Registry[Profile] = Registry("imbalance profile")
+register_profile = PROFILES.register
 
 
 def _ratio(value: str, spec: str) -> float:
@@ -101,9 +95,7 @@ def counts_profile(available: list[int], args: list[str]) -> list[int]:
 def profile_counts(spec: str, available: list[int]) -> list[int]:
     """Per-class counts kept by the profile ``spec`` given the counts available."""
     name, _, rest = spec.partition(":")
-    if name not in PROFILES:
-        raise LongtailError(f"unknown imbalance profile {name!r}; choose from {', '.join(PROFILES)}")
-    counts = PROFILES[name](available, rest.split(":") if rest else [])
+    counts = PROFILES.get_entry(name)(available, rest.split(":") if rest else [])
     empty = [j for j, n in enumerate(counts) if n <= 0]
     if empty:
         raise LongtailError(f"imbalance {spec!r} leaves class {empty[0]} with no samples")

@@ -31,8 +31,8 @@ from longtail.data.augment import (BatchAugment, adjust_brightness, adjust_contr
                                    random_contrast, random_hflip, random_vflip)
 from longtail.data.imbalance import minority_classes
 from longtail.data.loader import IndexOrder
-from longtail.errors import LongtailError
-from longtail.samplers import ClassBalancedSampler, SquareRootSampler
+from longtail.data.samplers import ClassBalancedSampler, SquareRootSampler
+from longtail.registry import Registry
 
 # Fixed augmented copies change brightness and contrast by a factor 1 +- U(0.2, 0.4): far enough
 # from 1 that every copy differs visibly from its source, near enough to keep the image natural.
@@ -55,15 +55,8 @@ class Rebalanced:
 
 
 Rebalancer = Callable[[torch.Tensor, torch.Tensor, int, torch.Generator], Rebalanced]
-REBALANCERS: dict[str, Rebalancer] = {}
-
-
-def register_rebalancer(name: str) -> Callable[[Rebalancer], Rebalancer]:
-    def add(fn: Rebalancer) -> Rebalancer:
-        REBALANCERS[name] = fn
-        return fn
-
-    return add
+REBALANCERS: Registry[Rebalancer] = Registry("rebalance method")
+register_rebalancer = REBALANCERS.register
 
 
 def majority_mean(counts: list[int]) -> float:
@@ -184,6 +177,4 @@ def _sqrt(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch
 
 def rebalance(name: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
               generator: torch.Generator) -> Rebalanced:
-    if name not in REBALANCERS:
-        raise LongtailError(f"unknown rebalance method {name!r}; choose from {', '.join(REBALANCERS)}")
-    return REBALANCERS[name](images, labels, num_classes, generator)
+    return REBALANCERS.get_entry(name)(images, labels, num_classes, generator)

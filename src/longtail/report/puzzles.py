@@ -20,7 +20,7 @@ from longtail.data.sources import ImageDataset, data_home, load_dataset
 from longtail.errors import LongtailError
 from longtail.jigsaw import TileOptions, decode, make_puzzles, reassemble
 from longtail.jigsaw.sinkhorn import DEFAULT_ITERS, DEFAULT_TAU
-from longtail.jigsaw.task import JigsawTask
+from longtail.jigsaw.objective import JigsawObjective
 from longtail.report.collect import RunRecord
 from longtail.report.figures import literal
 
@@ -110,7 +110,7 @@ def solve_examples(run: RunRecord, count: int = EXAMPLES) -> PuzzleExamples:
     net_tiles, target = make_puzzles((images - mean) / std, grid, torch.Generator().manual_seed(PUZZLE_SEED),
                                      options, train=False)
     shown, _ = make_puzzles(images, grid, torch.Generator().manual_seed(PUZZLE_SEED), train=False)
-    task = JigsawTask(grid, options, cfg.get("sinkhorn_iters") or DEFAULT_ITERS, cfg.get("tau") or DEFAULT_TAU)
+    task = JigsawObjective(grid, options, cfg.get("sinkhorn_iters") or DEFAULT_ITERS, cfg.get("tau") or DEFAULT_TAU)
     with torch.no_grad():
         log_probs = task.log_assignment(model, net_tiles)
     decoded = {method: decode(log_probs, method) for method in ("argmax", "hungarian")}

@@ -1,4 +1,4 @@
-"""The one training loop. Classifier and jigsaw training both run through :func:`fit`.
+"""The one training loop: every task (classification, pretext tasks) trains through :func:`fit`.
 
 A task says how a batch becomes a loss and how a split is evaluated; the loop owns
 everything else: precision, the optimizer and schedule, progress, checkpoints, model selection
@@ -22,7 +22,8 @@ from tqdm import tqdm
 from longtail.data.loader import BatchLoader
 from longtail.device import autocast, synchronize
 from longtail.distributed import all_reduce_sum, any_rank, broadcast_buffers
-from longtail.errors import LongtailError
+from longtail.errors import LongtailError, TrainingInterrupted
+from longtail.registry import Registry
 
 
 class Task(Protocol):
@@ -66,10 +67,6 @@ class FitOptions:
     progress: bool = True
     checkpoint_every: int | None = None  # steps; epochs always end with a checkpoint
     max_grad_norm: float | None = None
-
-
-class TrainingInterrupted(LongtailError):
-    """Raised after a checkpoint was written in answer to SIGINT/SIGTERM."""
 
 
 def fit(model: nn.Module, task: Task, train: BatchLoader, val: BatchLoader, optimizer: torch.optim.Optimizer,
@@ -199,6 +196,17 @@ class _StopFlag:
         return ctx()
 
 
+def _adam(groups: list[dict], lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+
+
+def _sgd(groups: list[dict], lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
+
+
+OPTIMIZERS = Registry("optimizer", {"adam": _adam, "sgd": _sgd})
+
+
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
                     slow: set[str] = frozenset(), slow_scale: float = 1.0) -> torch.optim.Optimizer:
     """The optimizer over the trainable parameters; those of the child modules named in ``slow``
@@ -212,27 +220,33 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
     groups = [{"params": [p for p in params if id(p) not in slow_ids]},
               {"params": [p for p in params if id(p) in slow_ids], "lr": lr * slow_scale}]
     groups = [g for g in groups if g["params"]]
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
-    raise LongtailError(f"unknown optimizer {name!r}; choose adam or sgd")
+    return OPTIMIZERS.get_entry(name)(groups, lr, weight_decay, momentum)
+
+
+def _constant(optimizer: torch.optim.Optimizer, total_steps: int):
+    return None
+
+
+def _onecycle(optimizer: torch.optim.Optimizer, total_steps: int):
+    # Linear warm-up from lr/10 over the first quarter, then linear decay to zero at the last
+    # step. (OneCycleLR extrapolates past its last step, which shows as a negative logged lr.)
+    warm = max(1, int(0.25 * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return 0.1 + 0.9 * step / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _cosine(optimizer: torch.optim.Optimizer, total_steps: int):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+
+SCHEDULES = Registry("schedule", {"constant": _constant, "onecycle": _onecycle, "cosine": _cosine})
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str, lr: float, total_steps: int):
-    if name == "constant":
-        return None
-    if name == "onecycle":
-        # Linear warm-up from lr/10 over the first quarter, then linear decay to zero at the last
-        # step. (OneCycleLR extrapolates past its last step, which shows as a negative logged lr.)
-        warm = max(1, int(0.25 * total_steps))
-
-        def factor(step: int) -> float:
-            if step < warm:
-                return 0.1 + 0.9 * step / warm
-            return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    raise LongtailError(f"unknown schedule {name!r}; choose constant, onecycle or cosine")
+    """A per-step scheduler, or None for a constant rate."""
+    return SCHEDULES.get_entry(name)(optimizer, total_steps)

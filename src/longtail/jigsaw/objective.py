@@ -1,4 +1,4 @@
-"""The jigsaw task for the training loop: a batch of images -> puzzles -> loss; a split -> metrics.
+"""The jigsaw objective: a batch of images -> puzzles -> loss; a split -> puzzle metrics.
 
 Class labels are ignored: the label of a puzzle is its permutation matrix. Training puzzles are
 drawn from a generator derived from (run seed, epoch, step), so a resumed run sees the puzzles it
@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longtail.data.loader import BatchLoader, derived_generator
+from longtail.data.loader import BatchLoader
+from longtail.seeding import derived_generator
 from longtail.device import autocast
 from longtail.jigsaw.metrics import jigsaw_metrics
 from longtail.jigsaw.sinkhorn import DEFAULT_ITERS, DEFAULT_TAU, log_sinkhorn
@@ -28,7 +29,7 @@ def permutation_bce(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tens
         return F.binary_cross_entropy(log_probs.float().exp(), target.float())
 
 
-class JigsawTask:
+class JigsawObjective:
     def __init__(self, grid: int = 2, tile_options: TileOptions = TileOptions(),
                  sinkhorn_iters: int = DEFAULT_ITERS, tau: float = DEFAULT_TAU):
         self.grid = grid

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from longtail.data.loader import derived_generator
+from longtail.seeding import derived_generator
 from longtail.errors import LongtailError
 
 

@@ -1,0 +1,73 @@
+"""The interface between a task and the lifecycle (``longtail.run``) and loop (``longtail.engine``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from longtail.data.loader import BatchLoader
+from longtail.data.prepare import PreparedData, prepare_data
+from longtail.distributed import DistContext
+from longtail.engine import FitState
+from longtail.models.seed_cnn import count_parameters
+
+
+class RunTask:
+    """One task of a run: its model, how a batch becomes a loss, how a split is scored, and what
+    its summary and checkpoint add to the common ones. Built after the data, under the run's
+    seed, so model initialisation draws from the same stream whatever the task."""
+
+    kind: str = ""  # recorded in the checkpoint; --resume refuses a checkpoint of another kind
+    # Under torchrun: evaluation split over the ranks and summed (True), or every rank scores the
+    # whole split with the same weights (False).
+    shard_eval: bool = True
+
+    model: nn.Module
+    arch: dict  # the architecture record stored with the checkpoint
+
+    @classmethod
+    def check_settings(cls, cfg: Any) -> None:
+        """Refuse settings that cannot work, before any data loads."""
+
+    @classmethod
+    def prepare(cls, cfg: Any, ds) -> PreparedData:
+        """The run's splits (the classifier's own split, so a pretrained trunk never sees the
+        images a transferred classifier is selected or tested on)."""
+        return prepare_data(cfg, ds)
+
+    def __init__(self, cfg: Any, ds, data: PreparedData, device: torch.device, ctx: DistContext):
+        raise NotImplementedError
+
+    def slow_layers(self) -> tuple[set[str], float]:
+        """Child modules trained at a fraction of the learning rate (transferred layers), and
+        that fraction."""
+        return set(), 1.0
+
+    # --- the loop's side (engine.Task) ---
+    def start_epoch(self, epoch: int) -> None:
+        pass
+
+    def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, loader: BatchLoader, precision: str) -> dict:
+        """Figures of a split; "score" is what model selection maximises."""
+        raise NotImplementedError
+
+    def epoch_extras(self, model: nn.Module, test: BatchLoader, precision: str) -> dict:
+        """Figures added to every epoch's metrics row (the seed's per-epoch test accuracy)."""
+        return {}
+
+    # --- the run's record ---
+    def checkpoint_extras(self) -> dict:
+        return {}
+
+    def summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState,
+                data: PreparedData) -> dict:
+        """The task's part of summary.json, computed with the selected weights loaded."""
+        raise NotImplementedError
+
+    def n_params(self) -> int:
+        return count_parameters(self.model)

@@ -1,0 +1,142 @@
+"""Classification: a batch -> logits -> the run's loss; a split -> confusion matrix and metrics.
+
+The model is the seed CNN (optionally initialised from a pretraining checkpoint, see
+:mod:`longtail.transfer`); the loss comes from the loss registry with the training set's class
+counts; post-hoc logit adjustment (Menon et al. 2021) subtracts tau*log(prior) at prediction time.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from longtail.config import TrainConfig
+from longtail.data.loader import BatchLoader
+from longtail.data.prepare import PreparedData
+from longtail.device import autocast
+from longtail.distributed import DistContext, all_reduce_sum
+from longtail.engine import FitState
+from longtail.errors import LongtailError
+from longtail.losses import LossContext, build_loss
+from longtail.metrics import accuracy, classification_report, confusion_matrix
+from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
+from longtail.tasks.base import RunTask
+from longtail.transfer import init_from_jigsaw, transferred_layers
+
+
+def build_model(cfg: TrainConfig, ds) -> SeedCNN:
+    ch, h, w = ds.image_shape
+    try:
+        return SeedCNN(SeedCNNConfig(in_channels=ch, num_classes=ds.num_classes, image_size=(h, w), padding=cfg.padding,
+                                     head=cfg.head))
+    except ValueError as e:
+        raise LongtailError(f"{e} ({w}x{h} px with padding {cfg.padding!r})") from None
+
+
+@torch.no_grad()
+def confusion(model: nn.Module, loader: BatchLoader, precision: str, num_classes: int,
+              logit_adjustment: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """(confusion matrix, mean plain cross-entropy) over the whole split; ``logit_adjustment`` is
+    subtracted from the logits before the argmax (post-hoc logit adjustment).
+
+    Under torchrun each rank sees a share of the split; the matrices and loss sums are added
+    across ranks, so the figures are those of the whole split, not averages of averages.
+    """
+    was_training = model.training
+    model.eval()
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    for x, y in loader.epoch(0):
+        with autocast(loader.device, precision):
+            logits = model(x).float()
+        # Validation loss is plain cross-entropy for every arm, so curves compare across losses.
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double().cpu()
+        if logit_adjustment is not None:
+            logits = logits - logit_adjustment.to(logits.device)
+        cm += confusion_matrix(y, logits.argmax(dim=1), num_classes)
+    model.train(was_training)
+    cm = all_reduce_sum(cm)
+    total = float(all_reduce_sum(loss_sum))
+    return cm, total / max(int(cm.sum()), 1)
+
+
+class ClassifyTask(RunTask):
+    kind = "classifier"
+
+    @classmethod
+    def check_settings(cls, cfg: TrainConfig) -> None:
+        if cfg.transfer_layers is not None:
+            transferred_layers(cfg.transfer_layers)
+
+    def __init__(self, cfg: TrainConfig, ds, data: PreparedData, device: torch.device, ctx: DistContext):
+        self.cfg = cfg
+        self.num_classes = ds.num_classes
+        self.classes = ds.classes
+        model = build_model(cfg, ds).to(device).to(memory_format=torch.channels_last)
+        self.transfer_log = None
+        if cfg.init:
+            self.transfer_log = init_from_jigsaw(model, cfg.init, freeze=cfg.transfer == "freeze",
+                                                 layers=cfg.transfer_layers)
+            self.transfer_log["lr_scale"] = cfg.transfer_lr_scale if cfg.transfer == "finetune" else 0.0
+        if cfg.sync_bn:
+            if device.type != "cuda" or not ctx.enabled:
+                raise LongtailError("--sync-bn needs several CUDA processes (torchrun on GPUs); PyTorch's "
+                                    "SyncBatchNorm has no CPU version")
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        self.arch = {"name": "SeedCNN", **model.config.to_dict()}
+        self.loss_fn = build_loss(cfg.loss, LossContext(torch.tensor(data.train_counts), cfg.epochs,
+                                                        cfg.label_smoothing, cfg.loss_params)).to(device)
+        self.logit_adjustment = getattr(self.loss_fn, "posthoc_adjustment", None)
+
+    def slow_layers(self) -> tuple[set[str], float]:
+        cfg = self.cfg
+        if cfg.init and cfg.transfer == "finetune":
+            return set(transferred_layers(cfg.transfer_layers)), cfg.transfer_lr_scale
+        return set(), 1.0
+
+    def start_epoch(self, epoch: int) -> None:
+        if hasattr(self.loss_fn, "set_epoch"):
+            self.loss_fn.set_epoch(epoch)
+
+    def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
+        return self.loss_fn(model(x).float(), y)
+
+    def confusion(self, model: nn.Module, loader: BatchLoader, precision: str) -> tuple[torch.Tensor, float]:
+        return confusion(model, loader, precision, self.num_classes, self.logit_adjustment)
+
+    def evaluate(self, model: nn.Module, loader: BatchLoader, precision: str) -> dict:
+        cm, loss = self.confusion(model, loader, precision)
+        report = classification_report(cm)
+        return {"loss": loss, **report, "score": report["balanced_acc"]}
+
+    def epoch_extras(self, model: nn.Module, test: BatchLoader, precision: str) -> dict:
+        return {"test_acc": accuracy(self.confusion(model, test, precision)[0])}
+
+    def checkpoint_extras(self) -> dict:
+        return {"classes": self.classes}
+
+    def summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState,
+                data: PreparedData) -> dict:
+        test_cm, test_loss = self.confusion(model, test, precision)
+        report = classification_report(test_cm)
+        best_row = state.history[state.best_epoch]
+        summary = {
+            "val_acc": best_row["val_acc"],
+            "val_balanced_acc": best_row["val_balanced_acc"],
+            "test_acc": report["acc"],
+            "test_balanced_acc": report["balanced_acc"],
+            "test_macro_f1": report["macro_f1"],
+            "test_loss": test_loss,
+            "per_class_acc": report["per_class_acc"],
+            "confusion": report["confusion"],
+            "best_test_acc_over_epochs": max(r["test_acc"] for r in state.history),
+            "classes": self.classes,
+            "train_class_counts": data.train_counts,
+            "kept_class_counts": data.kept_counts,
+            "kept_indices_hash": data.kept_hash,
+        }
+        if self.transfer_log is not None:
+            summary["transfer"] = self.transfer_log
+        return summary

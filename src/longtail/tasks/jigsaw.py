@@ -1,0 +1,63 @@
+"""Jigsaw pretraining: class labels unused; images -> shuffled tiles -> JigsawNet -> Sinkhorn ->
+BCE against the permutation matrix (:mod:`longtail.jigsaw`). The model is selected on the
+validation split's whole-puzzle accuracy (Hungarian decoding); its trunk is what
+:mod:`longtail.transfer` moves into a classifier.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from longtail.config import PretrainConfig
+from longtail.data.loader import BatchLoader
+from longtail.data.prepare import PreparedData
+from longtail.distributed import DistContext
+from longtail.engine import FitState
+from longtail.errors import LongtailError
+from longtail.jigsaw.objective import JigsawObjective
+from longtail.jigsaw.tiles import TileOptions, tile_size
+from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
+from longtail.tasks.base import RunTask
+
+
+class JigsawTask(RunTask):
+    kind = "jigsaw"
+    # Every rank scores the whole split with the same weights (and rank 0's BatchNorm
+    # statistics), so the figures agree without gathering decoded puzzles.
+    shard_eval = False
+
+    def __init__(self, cfg: PretrainConfig, ds, data: PreparedData, device: torch.device, ctx: DistContext):
+        channels, height, width = ds.image_shape
+        tile = tile_size(height, width, cfg.grid)
+        if cfg.gap and not cfg.gap < min(tile):
+            raise LongtailError(f"gap must be below the tile size ({tile[1]}x{tile[0]} px), got {cfg.gap}")
+        self.grid = cfg.grid
+        net_config = JigsawNetConfig(in_channels=channels, grid=cfg.grid, tile_size=tile)
+        self.model = JigsawNet(net_config).to(device).to(memory_format=torch.channels_last)
+        self.arch = {"name": "JigsawNet", **net_config.to_dict()}
+        self.objective = JigsawObjective(cfg.grid, TileOptions(gap=cfg.gap, tile_norm=cfg.tile_norm,
+                                                               grayscale=cfg.grayscale),
+                                         cfg.sinkhorn_iters, cfg.tau)
+
+    def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
+        return self.objective.training_loss(model, x, y, step_seed)
+
+    def evaluate(self, model: nn.Module, loader: BatchLoader, precision: str) -> dict:
+        return self.objective.evaluate(model, loader, precision)
+
+    def summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState,
+                data: PreparedData) -> dict:
+        test_figures = self.evaluate(model, test, precision)
+        test_figures.pop("score")
+        best_row = state.history[state.best_epoch]
+        return {
+            "task": "jigsaw",
+            **{k: v for k, v in best_row.items() if k.startswith("val_")},
+            **{f"test_{k}": v for k, v in test_figures.items()},
+            # The seed report's figures: the best value of each metric over epochs, on validation.
+            "best_over_epochs": {k: (min if k == "val_loss" else max)(r[k] for r in state.history)
+                                 for k in best_row if k.startswith("val_")},
+            "grid": self.grid,
+            "arch": self.arch,
+        }
