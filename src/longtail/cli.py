@@ -211,30 +211,18 @@ def _main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def cmd_train(ns: argparse.Namespace) -> int:
-    from longtail.run import run
-
-    cfg = resolve_train_config(_cli_values(ns, TrainConfig), ns.config)
-    summary = run(cfg)
-    if not _main_process():
-        return 0
-    print(f"{cfg.out}: test acc {summary['test_acc']:.4f}, balanced {summary['test_balanced_acc']:.4f}, "
-          f"macro-F1 {summary['test_macro_f1']:.4f} (best epoch {summary['best_epoch']} on validation; "
-          f"best test acc over epochs {summary['best_test_acc_over_epochs']:.4f})")
-    return 0
-
-
-def cmd_pretrain(ns: argparse.Namespace) -> int:
+def cmd_run(ns: argparse.Namespace) -> int:
+    """``train`` and ``pretrain``: resolve the settings, run the lifecycle, print its headline."""
     from longtail.config import resolve_pretrain_config
     from longtail.run import run
+    from longtail.tasks import TASKS
 
-    cfg = resolve_pretrain_config(_cli_values(ns, PretrainConfig), ns.config)
-    s = run(cfg)
-    if not _main_process():
-        return 0
-    print(f"{cfg.out}: test puzzles solved {s['test_puzzle_acc_hungarian']:.4f} (Hungarian) / "
-          f"{s['test_puzzle_acc_argmax']:.4f} (argmax), tiles placed {s['test_position_acc_hungarian']:.4f}, "
-          f"confidence {s['test_confidence']:.4f} (best epoch {s['best_epoch']} on validation)")
+    cls, resolve = (TrainConfig, resolve_train_config) if ns.command == "train" else \
+        (PretrainConfig, resolve_pretrain_config)
+    cfg = resolve(_cli_values(ns, cls), ns.config)
+    summary = run(cfg)
+    if _main_process():
+        print(f"{cfg.out}: {TASKS[cfg.task].headline(summary)}")
     return 0
 
 
@@ -266,7 +254,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data_info, "train": cmd_train, "pretrain": cmd_pretrain, "study": cmd_study,
+COMMANDS = {"data": cmd_data_info, "train": cmd_run, "pretrain": cmd_run, "study": cmd_study,
             "report": cmd_report}
 
 

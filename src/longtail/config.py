@@ -116,7 +116,7 @@ RECIPES: Registry[dict[str, Any]] = Registry("recipe", {
     # The seed report's setting (Homework 02).
     "seed": dict(epochs=20, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="constant",
                  label_smoothing=0.0, augment=[]),
-    # Our best for the same CNN and epoch budget: see docs/results.md. Batch 128, not 256: on the
+    # Our best for the same CNN and epoch budget: see docs/run-store.md, "Recipes". Batch 128, not 256: on the
     # 2-core dev CPU a 128-image step's activations stay in cache and the step runs ~1.5x more
     # images/s, and 20 epochs reached the same test accuracy (0.8225 vs 0.8175, seed 0).
     "fast": dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4, schedule="onecycle",

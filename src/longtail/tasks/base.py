@@ -69,5 +69,10 @@ class RunTask:
         """The task's part of summary.json, computed with the selected weights loaded."""
         raise NotImplementedError
 
+    @staticmethod
+    def headline(summary: dict) -> str:
+        """The one line the CLI prints when the run has finished."""
+        return f"best epoch {summary['best_epoch']} on validation"
+
     def n_params(self) -> int:
         return count_parameters(self.model)

@@ -20,7 +20,7 @@ from longtail.engine import FitState
 from longtail.errors import LongtailError
 from longtail.losses import LossContext, build_loss
 from longtail.metrics import accuracy, classification_report, confusion_matrix
-from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
+from longtail.models import SeedCNN, SeedCNNConfig, arch_record
 from longtail.tasks.base import RunTask
 from longtail.transfer import init_from_jigsaw, transferred_layers
 
@@ -85,7 +85,7 @@ class ClassifyTask(RunTask):
                                     "SyncBatchNorm has no CPU version")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
-        self.arch = {"name": "SeedCNN", **model.config.to_dict()}
+        self.arch = arch_record("SeedCNN", model.config)
         self.loss_fn = build_loss(cfg.loss, LossContext(torch.tensor(data.train_counts), cfg.epochs,
                                                         cfg.label_smoothing, cfg.loss_params)).to(device)
         self.logit_adjustment = getattr(self.loss_fn, "posthoc_adjustment", None)
@@ -114,8 +114,16 @@ class ClassifyTask(RunTask):
     def epoch_extras(self, model: nn.Module, test: BatchLoader, precision: str) -> dict:
         return {"test_acc": accuracy(self.confusion(model, test, precision)[0])}
 
+    @staticmethod
+    def headline(summary: dict) -> str:
+        return (f"test acc {summary['test_acc']:.4f}, balanced {summary['test_balanced_acc']:.4f}, "
+                f"macro-F1 {summary['test_macro_f1']:.4f} (best epoch {summary['best_epoch']} on validation; "
+                f"best test acc over epochs {summary['best_test_acc_over_epochs']:.4f})")
+
     def checkpoint_extras(self) -> dict:
-        return {"classes": self.classes}
+        # what inference needs beyond the weights: the class names, and the adjustment the run
+        # was evaluated with (post-hoc logit adjustment), so predictions match its test figures
+        return {"classes": self.classes, "logit_adjustment": self.logit_adjustment}
 
     def summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState,
                 data: PreparedData) -> dict:

@@ -17,7 +17,7 @@ from longtail.engine import FitState
 from longtail.errors import LongtailError
 from longtail.jigsaw.objective import JigsawObjective
 from longtail.jigsaw.tiles import TileOptions, tile_size
-from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
+from longtail.models import JigsawNet, JigsawNetConfig, arch_record
 from longtail.tasks.base import RunTask
 
 
@@ -35,7 +35,7 @@ class JigsawTask(RunTask):
         self.grid = cfg.grid
         net_config = JigsawNetConfig(in_channels=channels, grid=cfg.grid, tile_size=tile)
         self.model = JigsawNet(net_config).to(device).to(memory_format=torch.channels_last)
-        self.arch = {"name": "JigsawNet", **net_config.to_dict()}
+        self.arch = arch_record("JigsawNet", net_config)
         self.objective = JigsawObjective(cfg.grid, TileOptions(gap=cfg.gap, tile_norm=cfg.tile_norm,
                                                                grayscale=cfg.grayscale),
                                          cfg.sinkhorn_iters, cfg.tau)
@@ -45,6 +45,13 @@ class JigsawTask(RunTask):
 
     def evaluate(self, model: nn.Module, loader: BatchLoader, precision: str) -> dict:
         return self.objective.evaluate(model, loader, precision)
+
+    @staticmethod
+    def headline(summary: dict) -> str:
+        return (f"test puzzles solved {summary['test_puzzle_acc_hungarian']:.4f} (Hungarian) / "
+                f"{summary['test_puzzle_acc_argmax']:.4f} (argmax), tiles placed "
+                f"{summary['test_position_acc_hungarian']:.4f}, confidence {summary['test_confidence']:.4f} "
+                f"(best epoch {summary['best_epoch']} on validation)")
 
     def summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState,
                 data: PreparedData) -> dict:
