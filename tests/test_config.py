@@ -92,7 +92,7 @@ def test_choices_are_the_registries():
 def test_run_neutral_keys_are_one_set():
     from longtail.settings import run_neutral_keys
 
-    neutral = {"data", "out", "quiet", "resume", "threads", "checkpoint_every", "device", "precision"}
+    neutral = {"data", "out", "quiet", "resume", "threads", "checkpoint_every", "device", "precision", "tensorboard"}
     assert run_neutral_keys(TrainConfig) == neutral and run_neutral_keys(PretrainConfig) == neutral
 
 

@@ -205,3 +205,49 @@ def test_an_unwritable_folder_is_one_line(data, tmp_path, capsys):
         one_line_error(capsys, ["train", "--data", str(data), "--out", str(ro / "r"), *TINY], "cannot write")
     finally:
         subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_each_epoch_prints_one_line_and_the_run_ends_with_a_per_class_table(data, tmp_path, capsys):
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY, "--epochs", "2", "--no-quiet",
+            "--imbalance", "counts:9,3"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    lines = [line for line in captured.err.splitlines() if line.startswith("epoch ") and "train loss" in line]
+    assert lines == [f"epoch {r['epoch']}/2: train loss {r['train_loss']:.4f}, val acc {r['val_acc']:.4f}, "
+                     f"balanced {r['val_balanced_acc']:.4f}, {r['images_per_s']:,.0f} img/s" for r in rows]
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    out = captured.out.splitlines()
+    assert out[1].split() == ["class", "kept", "trained", "on", "test", "recall"]
+    for j, line in enumerate(out[2:4]):
+        assert line.split() == [summary["classes"][j], str(summary["kept_class_counts"][j]),
+                                str(summary["train_class_counts"][j]), f"{summary['per_class_acc'][j]:.4f}"]
+    assert out[4] == (f"minority acc {summary['per_class_acc'][1]:.4f} (1 class), "
+                      f"majority acc {summary['per_class_acc'][0]:.4f} (1 class)")
+
+
+def test_quiet_runs_print_no_epoch_lines(data, tmp_path, capsys):
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY]) == 0
+    assert "epoch 1/1" not in capsys.readouterr().err
+
+
+def test_tensorboard_writes_every_epoch_row_as_scalars(data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--epochs", "2", "--tensorboard"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    for key in ("train_loss", "val_acc", "val_balanced_acc", "lr", "test_acc"):
+        scalars = events.Scalars(key)
+        assert [s.step for s in scalars] == [1, 2]
+        assert [s.value for s in scalars] == pytest.approx([r[key] for r in rows], rel=1e-6)
+
+
+def test_tensorboard_without_the_extra_is_one_line(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails as if not installed
+    one_line_error(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY, "--tensorboard"],
+                   "pip install 'longtail[tensorboard]'")
+    assert not (tmp_path / "r").exists()

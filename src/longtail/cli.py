@@ -222,7 +222,10 @@ def cmd_run(ns: argparse.Namespace) -> int:
     cfg = resolve(_cli_values(ns, cls), ns.config)
     summary = run(cfg)
     if _main_process():
-        print(f"{cfg.out}: {TASKS[cfg.task].headline(summary)}")
+        task = TASKS[cfg.task]
+        print(f"{cfg.out}: {task.headline(summary)}")
+        for line in task.result_table(summary):
+            print(line)
     return 0
 
 

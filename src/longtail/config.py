@@ -55,6 +55,9 @@ class RunSettings:
     checkpoint_every: int | None = setting(None, "also checkpoint every N steps (epochs always end with one)",
                                            low=1, neutral=True)
     quiet: bool = setting(False, "no progress bars or per-epoch lines", neutral=True)
+    tensorboard: bool = setting(False, "also write each epoch's metrics as TensorBoard scalars under "
+                                "DIR/tensorboard (needs the optional extra: pip install 'longtail[tensorboard]')",
+                                neutral=True)
     resume: bool = setting(False, "continue the run in --out from its last checkpoint (its settings must match)",
                            neutral=True)
 

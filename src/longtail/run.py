@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import platform
 import resource
+import sys
 import time
 
 import torch
 
 import longtail
-from longtail import distributed
+from longtail import curves, distributed
 from longtail.config import RunSettings
 from longtail.data.augment import compose
 from longtail.data.loader import BatchLoader, channel_stats
@@ -35,6 +36,8 @@ def run(cfg: RunSettings, dataset: ImageDataset | None = None) -> dict:
     Returns the summary. With ``cfg.resume`` a finished run is checked and its summary returned."""
     task_cls = TASKS.get_entry(cfg.task)
     task_cls.check_settings(cfg)
+    if cfg.tensorboard:
+        curves.check_available()
     if not cfg.out:
         raise LongtailError("no run directory given (--out DIR)")
     folder = RunDir(cfg.out)
@@ -80,6 +83,15 @@ def _train(cfg: RunSettings, task_cls: type[RunTask], folder: RunDir, ds: ImageD
         folder.prepare(record, resume=cfg.resume)
     distributed.barrier()
     state = restore_state(folder, task.kind, model, optimizer, scheduler) if cfg.resume else FitState()
+    board = curves.TensorBoardCurves(folder.path / "tensorboard") if cfg.tensorboard and ctx.is_main else None
+
+    def log_epoch(s: FitState) -> None:
+        folder.write_metrics(s.history)
+        row = s.history[-1]
+        if not cfg.quiet:
+            print(curves.epoch_line(row, cfg.epochs, task.epoch_figures(row)), file=sys.stderr, flush=True)
+        if board is not None:
+            board.add(row)
 
     def save(s: FitState) -> None:
         save_checkpoint(folder.checkpoint_path, {
@@ -91,9 +103,11 @@ def _train(cfg: RunSettings, task_cls: type[RunTask], folder: RunDir, ds: ImageD
                 FitOptions(cfg.epochs, precision, device, cfg.seed, progress=not cfg.quiet and ctx.is_main,
                            checkpoint_every=cfg.checkpoint_every),
                 state=state, save=save if ctx.is_main else None,
-                log_epoch=(lambda s: folder.write_metrics(s.history)) if ctx.is_main else None,
+                log_epoch=log_epoch if ctx.is_main else None,
                 extra_eval=lambda m: task.epoch_extras(m, test, precision))
 
+    if board is not None:
+        board.close()
     model.load_state_dict(state.best_model)
     summary = {
         "finished": True,

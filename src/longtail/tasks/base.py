@@ -70,6 +70,16 @@ class RunTask:
         raise NotImplementedError
 
     @staticmethod
+    def epoch_figures(row: dict) -> list[tuple[str, float]]:
+        """The validation figures the per-epoch line shows."""
+        return [("val score", row["val_score"])] if "val_score" in row else []
+
+    @staticmethod
+    def result_table(summary: dict) -> list[str]:
+        """Lines printed after the headline when a run finishes (e.g. a per-class table)."""
+        return []
+
+    @staticmethod
     def headline(summary: dict) -> str:
         """The one line the CLI prints when the run has finished."""
         return f"best epoch {summary['best_epoch']} on validation"

@@ -115,6 +115,28 @@ class ClassifyTask(RunTask):
         return {"test_acc": accuracy(self.confusion(model, test, precision)[0])}
 
     @staticmethod
+    def epoch_figures(row: dict) -> list[tuple[str, float]]:
+        return [("val acc", row["val_acc"]), ("balanced", row["val_balanced_acc"])]
+
+    @staticmethod
+    def result_table(summary: dict) -> list[str]:
+        """Per class: images trained on (after imbalance and rebalancing) and test recall; then
+        minority and majority accuracy (minority: under half the largest class's kept count)."""
+        from longtail.data.imbalance import minority_classes
+
+        kept, trained = summary["kept_class_counts"], summary["train_class_counts"]
+        recall = summary["per_class_acc"]
+        lines = [f"{'class':<20}{'kept':>8}{'trained on':>12}{'test recall':>13}"]
+        lines += [f"{name[:19]:<20}{k:>8}{t:>12}{r:>13.4f}"
+                  for name, k, t, r in zip(summary["classes"], kept, trained, recall)]
+        minority = set(minority_classes(kept))
+        groups = [("minority", [r for j, r in enumerate(recall) if j in minority]),
+                  ("majority", [r for j, r in enumerate(recall) if j not in minority])]
+        lines.append(", ".join(f"{name} acc {sum(rs) / len(rs):.4f} ({len(rs)} class{'es' if len(rs) > 1 else ''})"
+                               if rs else f"{name}: none" for name, rs in groups))
+        return lines
+
+    @staticmethod
     def headline(summary: dict) -> str:
         return (f"test acc {summary['test_acc']:.4f}, balanced {summary['test_balanced_acc']:.4f}, "
                 f"macro-F1 {summary['test_macro_f1']:.4f} (best epoch {summary['best_epoch']} on validation; "

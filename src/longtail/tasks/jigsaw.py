@@ -47,6 +47,10 @@ class JigsawTask(RunTask):
         return self.objective.evaluate(model, loader, precision)
 
     @staticmethod
+    def epoch_figures(row: dict) -> list[tuple[str, float]]:
+        return [("val puzzles", row["val_puzzle_acc_hungarian"]), ("tiles", row["val_position_acc_hungarian"])]
+
+    @staticmethod
     def headline(summary: dict) -> str:
         return (f"test puzzles solved {summary['test_puzzle_acc_hungarian']:.4f} (Hungarian) / "
                 f"{summary['test_puzzle_acc_argmax']:.4f} (argmax), tiles placed "
