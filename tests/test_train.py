@@ -103,3 +103,34 @@ def test_cosine_and_constant_schedules_by_hand():
         assert lrs[step] == pytest.approx(0.05 * (1 + math.cos(math.pi * step / 100)), abs=1e-9), step
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     assert build_scheduler(optimizer, "constant", 0.1, 100) is None
+
+
+def test_fit_gives_each_step_its_step_seed_and_steps_the_schedule_per_batch():
+    """The loop hands the task (run seed, epoch, step) for every batch, the key every random draw
+    of a task derives from, and steps the schedule once per batch (the logged lr is the epoch end's)."""
+    from longtail.data.loader import BatchLoader
+    from longtail.train import FitOptions, fit
+
+    seeds = []
+
+    class Recording:
+        def start_epoch(self, epoch):
+            pass
+
+        def training_loss(self, model, x, y, step_seed):
+            seeds.append(step_seed)
+            return torch.nn.functional.cross_entropy(model(x.flatten(1)), y)
+
+        def evaluate(self, model, loader, precision):
+            return {"loss": 0.0, "score": 0.0}
+
+    images = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    train = BatchLoader(images, torch.arange(10) % 2, 4, mean=[0.5], std=[0.25], shuffle=True, seed=5)
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = build_scheduler(optimizer, "onecycle", 0.1, 2 * len(train))  # 6 steps, warm-up 1
+    state = fit(model, Recording(), train, train, optimizer, scheduler,
+                FitOptions(epochs=2, precision="fp32", device=torch.device("cpu"), seed=5, progress=False))
+    assert seeds == [(5, 0, 0), (5, 0, 1), (5, 0, 2), (5, 1, 0), (5, 1, 1), (5, 1, 2)]
+    # after step 3 of 6: (6 - 3) / (6 - 1) of the peak; after step 6: 0
+    assert [row["lr"] for row in state.history] == pytest.approx([0.1 * 3 / 5, 0.0])
