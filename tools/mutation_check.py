@@ -14,7 +14,7 @@ put in its place, and the tests that should notice. For each one this script
 Before any mutation, every test selection runs once on the unmutated copy: a selection that
 already fails would "catch" every mutation and prove nothing.
 
-    python tools/mutation_check.py                  # everything (about 5 minutes on 2 cores)
+    python tools/mutation_check.py                  # everything (about 8 minutes on 2 shared cores)
     python tools/mutation_check.py --only ldam aug  # mutations whose name contains a word
     python tools/mutation_check.py --list           # the mutations, without running anything
 
