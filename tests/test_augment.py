@@ -1,20 +1,28 @@
+"""Batch augmentations: each op against torchvision or its formula, at the draws its generator gives."""
+
+import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from longtail.data.augment import adjust_brightness, adjust_contrast, compose, random_crop, random_hflip
+from longtail.data.augment import (adjust_brightness, adjust_contrast, compose, random_brightness, random_contrast,
+                                   random_crop, random_hflip, random_vflip)
 
 
 def _batch(n=8, c=3, h=8, w=8):
     return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(0))
 
 
-def test_hflip_flips_some_images_exactly():
+@pytest.mark.parametrize("op, dim", [(random_hflip, -1), (random_vflip, -2)])
+def test_flips_flip_the_images_their_coins_pick_along_their_axis(op, dim):
     x = _batch(64)
-    y = random_hflip(x, torch.Generator().manual_seed(1))
-    flipped = [(y[i] == x[i].flip(-1)).all().item() for i in range(64)]
+    y = op(x, torch.Generator().manual_seed(1))
+    flipped = [(y[i] == x[i].flip(dim)).all().item() for i in range(64)]
     same = [(y[i] == x[i]).all().item() for i in range(64)]
     assert all(f or s for f, s in zip(flipped, same))
     assert 10 < sum(flipped) < 54
+    # exactly the images whose coin came up: the first 64 uniforms of the generator below 0.5
+    coins = torch.rand(64, generator=torch.Generator().manual_seed(1)) < 0.5
+    assert flipped == coins.tolist()
 
 
 def test_crop_is_a_shifted_window_of_the_reflect_padded_image():
@@ -44,9 +52,37 @@ def test_brightness_and_contrast_match_torchvision():
     assert torch.allclose(adjust_contrast(x, 0.6)[1], TF.adjust_contrast(x[1], 0.6), atol=1e-5)
 
 
-def test_compose_is_deterministic_given_generator():
+def test_compose_repeats_for_one_generator_seed_and_differs_for_another():
     aug = compose(["crop", "flip"])
     x = _batch()
     a = aug(x, torch.Generator().manual_seed(5))
     b = aug(x, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+    # a deterministic function would pass the check above: the draws must also follow the seed
+    assert not torch.equal(a, aug(x, torch.Generator().manual_seed(6)))
+    # ops applied in order, each drawing from the one generator in turn
+    g = torch.Generator().manual_seed(5)
+    assert torch.equal(a, random_hflip(random_crop(x, g), g))
+
+
+@pytest.mark.parametrize("strength", [0.2, 0.4])
+def test_brightness_factors_are_uniform_on_both_sides_of_one(strength):
+    # a constant grey image of 0.5: the output is 0.5 x factor, factor = 1 + (2u - 1) x strength
+    x = torch.full((2000, 3, 2, 2), 0.5)
+    factor = random_brightness(x, torch.Generator().manual_seed(3), strength)[:, 0, 0, 0] / 0.5
+    u = torch.rand(2000, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(factor, 1 + (2 * u - 1) * strength, atol=1e-5)
+    assert factor.min() < 1 - 0.9 * strength and factor.max() > 1 + 0.9 * strength
+    assert 0.45 < (factor < 1).double().mean() < 0.55
+
+
+@pytest.mark.parametrize("strength", [0.2, 0.4])
+def test_contrast_factors_are_uniform_on_both_sides_of_one(strength):
+    # one grey channel with pixels 0.25 and 0.75, mean 0.5: the output 0.75 pixel is 0.5 + 0.25 x factor
+    x = torch.tensor([0.25, 0.75]).view(1, 1, 1, 2).expand(2000, 1, 1, 2).contiguous()
+    y = random_contrast(x, torch.Generator().manual_seed(4), strength)
+    factor = (y[:, 0, 0, 1] - 0.5) / 0.25
+    u = torch.rand(2000, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(factor, 1 + (2 * u - 1) * strength, atol=1e-5)
+    assert torch.allclose(y[:, 0, 0, 0], 0.5 - 0.25 * factor, atol=1e-6)
+    assert factor.min() < 1 - 0.9 * strength and factor.max() > 1 + 0.9 * strength

@@ -76,6 +76,8 @@ def test_minority_classes_are_those_below_half_the_largest():
     assert minority_classes([450] * 5 + [4500] * 5) == [0, 1, 2, 3, 4]
     assert minority_classes(CIFAR10_LT_10) == [3, 4, 5, 6, 7, 8, 9]  # below 5000 / 2 = 2500: from 2320 on
     assert minority_classes([10, 10]) == []
+    # "below half" is strict: exactly half of the largest is a majority class
+    assert minority_classes([50, 100, 49]) == [2]
 
 
 def _unique_image_dataset(per_class: int = 40, classes: int = 4) -> ImageDataset:
@@ -96,6 +98,21 @@ def test_kept_set_is_disjoint_from_the_balanced_validation_split():
     assert torch.bincount(data.val_labels).tolist() == [10, 10, 10, 10]
     assert data.kept_counts == [7, 7, 30, 30]  # 30 per class after validation, floor(30 / 4) = 7
     assert len(data.kept_hash) == 16
+
+
+def test_the_kept_samples_depend_on_the_runs_seed_alone():
+    """prepare_data draws the kept samples from the run's seed: the same seed keeps the same ones,
+    another seed other ones (in the same numbers), from the same validation split."""
+    ds = _unique_image_dataset()
+    code = lambda x: sorted((x[:, 0, 0, 0].long() + 256 * x[:, 1, 0, 0].long()).tolist())  # noqa: E731
+    a, again, other = (prepare_data(TrainConfig(imbalance="step:4", val_size=40, seed=s), ds) for s in (3, 3, 4))
+    assert a.kept_hash == again.kept_hash and torch.equal(a.train_images, again.train_images)
+    assert a.kept_hash != other.kept_hash and code(a.train_images) != code(other.train_images)
+    assert a.kept_counts == other.kept_counts == [7, 7, 30, 30]
+    assert torch.equal(a.val_images, other.val_images)  # the split follows split_seed, not seed
+    # the majority classes keep everything; the minority classes keep other samples
+    majority = lambda d: code(d.train_images[d.train_labels >= 2])  # noqa: E731
+    assert majority(a) == majority(other)
 
 
 def test_data_info_prints_the_kept_counts(tiny_folder, tmp_path, capsys):

@@ -251,9 +251,10 @@ def test_loss_is_fp32_under_bf16_autocast_and_reproducible_per_step():
         loss = task.training_loss(model, x, None, (0, 0, 0))
     assert loss.dtype == torch.float32
     same = task.training_loss(model, x, None, (0, 0, 0))
-    other = task.training_loss(model, x, None, (0, 0, 1))
     assert torch.equal(same, task.training_loss(model, x, None, (0, 0, 0)))
-    assert not torch.equal(same, other)
+    # the puzzles are drawn from (seed, epoch, step): another step, epoch or seed, other puzzles
+    for other in ((0, 0, 1), (0, 1, 0), (1, 0, 0)):
+        assert not torch.equal(same, task.training_loss(model, x, None, other)), other
 
 
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():

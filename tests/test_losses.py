@@ -194,11 +194,18 @@ def test_a_few_steps_reduce_every_loss(name):
     assert module(model(x), y).item() < 0.8 * start
 
 
-def test_losses_are_standalone_modules():
+def test_losses_are_standalone_modules_with_the_gradient_of_their_formula():
     ldam = LDAMLoss(torch.tensor(COUNTS))  # no DRW unless asked
     assert isinstance(ldam, torch.nn.Module) and not ldam.reweighting
-    value = FocalLoss(gamma=2)(torch.tensor(LOGITS, requires_grad=True), torch.tensor(TARGETS))
-    value.backward()
+    logits = torch.tensor(LOGITS, requires_grad=True)
+    FocalLoss(gamma=2)(logits, torch.tensor(TARGETS)).backward()
+    # the same formula written out independently in float64: mean_i -(1 - p_iy)^2 log p_iy
+    z = torch.tensor(LOGITS, dtype=torch.float64, requires_grad=True)
+    p = torch.softmax(z, dim=1)[torch.arange(4), torch.tensor(TARGETS)]
+    (-(1 - p) ** 2 * p.log()).mean().backward()
+    assert torch.allclose(logits.grad.double(), z.grad, atol=1e-6)
+    assert z.grad.abs().max() > 0.01  # not a vacuous zero gradient
+    assert torch.allclose(logits.grad.sum(dim=1), torch.zeros(4), atol=1e-6)  # softmax: shifts do not matter
 
 
 def test_cli_names_an_unknown_loss_parameter(tiny_folder, tmp_path, capsys):

@@ -39,3 +39,26 @@ def test_confusion_sums_across_batches():
     assert torch.equal(whole, parts)
     report = classification_report(whole)
     assert report["confusion"] == whole.tolist() and report["acc"] == 4 / 6
+
+
+def test_a_class_never_predicted_right_counts_as_zero_and_an_absent_one_not_at_all():
+    # 5 classes, worked by hand: class 1 is never predicted right, class 3 never occurs,
+    # class 4 is predicted once but is never a target
+    targets = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    preds = torch.tensor([0, 1, 0, 2, 4, 2, 0])
+    cm = confusion_matrix(targets, preds, 5)
+    assert cm.tolist() == [[2, 1, 0, 0, 0], [0, 0, 1, 0, 1], [1, 0, 1, 0, 0], [0] * 5, [0] * 5]
+    assert accuracy(cm) == 3 / 7
+    assert per_class_accuracy(cm) == [2 / 3, 0.0, 0.5, None, None]
+    # recall over the classes with targets: (2/3 + 0 + 1/2) / 3
+    assert math.isclose(balanced_accuracy(cm), 7 / 18)
+    # F1 = 2tp / (2tp + fp + fn): c0 4/6, c1 0/3, c2 2/4, c3 no samples and no predictions (left out),
+    # c4 0/1 (predicted, so it counts): (2/3 + 0 + 1/2 + 0) / 4
+    assert math.isclose(macro_f1(cm), 7 / 24)
+
+
+def test_balanced_accuracy_is_recall_not_precision():
+    # true 0: 4 samples, all right; true 1: 4 samples, 3 predicted 0. Recall 1 and 1/4; precision 4/7 and 1
+    cm = confusion_matrix(torch.tensor([0] * 4 + [1] * 4), torch.tensor([0] * 4 + [0, 0, 0, 1]), 2)
+    assert math.isclose(balanced_accuracy(cm), (1 + 1 / 4) / 2)
+    assert math.isclose(macro_f1(cm), (2 * 4 / (8 + 3) + 2 / (2 + 3)) / 2)

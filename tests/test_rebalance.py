@@ -102,11 +102,73 @@ def test_fixed_copies_change_brightness_and_contrast_visibly():
     assert ((ratio - 1).abs() > 0.1).all()  # factors are 1 +- (0.2 to 0.4), clipping eats a little
 
 
-def test_aug_is_reproducible_from_the_generator():
+@pytest.mark.parametrize("name", ["aug", "aug-only"])
+def test_aug_copies_repeat_for_one_generator_seed_and_change_with_another(name):
     images, labels = _data()
-    a = rebalance("aug", images, labels, 4, _g(5))
-    b = rebalance("aug", images, labels, 4, _g(5))
-    assert torch.equal(a.images, b.images)
+    a = rebalance(name, images, labels, 4, _g(5))
+    b = rebalance(name, images, labels, 4, _g(5))
+    c = rebalance(name, images, labels, 4, _g(6))
+    assert torch.equal(a.images, b.images) and torch.equal(a.source, b.source)
+    assert torch.equal(a.source, c.source)  # which images are copied does not depend on the draw
+    n, m = labels.numel(), 90  # 90 minority images, four copies each, op-major after the originals
+    ops_a, ops_c = (r.images[n:n + 4 * m].view(4, m, *images.shape[1:]) for r in (a, c))
+    assert torch.equal(ops_a[0], ops_c[0]) and torch.equal(ops_a[1], ops_c[1])  # the flips are fixed
+    for op in (2, 3):  # brightness, contrast: factors drawn from the generator, per image
+        differ = (ops_a[op] != ops_c[op]).flatten(1).any(1)
+        assert differ.double().mean() > 0.9, FIXED_OPS[op]
+    assert not torch.equal(a.images, c.images)
+
+
+def test_the_brightness_and_contrast_factors_are_drawn_per_image_and_op():
+    # pixels in 50..150: no factor in 1 +- 0.4 clips them, so the copies show their factors exactly
+    # (brightness: the ratio of means; contrast: the ratio of standard deviations)
+    _, labels = _data()
+    images = torch.randint(50, 151, (labels.numel(), 3, 6, 6), generator=_g(2), dtype=torch.uint8)
+    rb = rebalance("aug-only", images, labels, 4, _g(1))
+    n, m = labels.numel(), 90
+    extra = rb.images[n:].view(4, m, *images.shape[1:]).double()
+    sources = images[rb.source[n:n + m]].double()
+    bright = extra[2].mean(dim=(1, 2, 3)) / sources.mean(dim=(1, 2, 3))
+    contrast = extra[3].std(dim=(1, 2, 3)) / sources.std(dim=(1, 2, 3))
+    for factor in (bright, contrast):
+        # 1 +- U(0.2, 0.4) (FACTOR_RANGE), up to the rounding of the copies to whole levels
+        assert ((factor - 1).abs() > 0.19).all() and ((factor - 1).abs() < 0.41).all()
+        assert 30 < (factor > 1).sum() < 60  # darker and lighter about equally often
+        assert len(set(factor.round(decimals=4).tolist())) > 80  # one factor per image
+    assert ((bright - contrast).abs() > 0.01).double().mean() > 0.9  # and one per op
+
+
+def _imbalanced_real(cifar, counts=(30, 120, 120)):
+    """The first ``counts[j]`` CIFAR-10 training images of classes 0, 1, 2 as a dataset, with a
+    small test split: imbalanced as it stands, so no imbalance profile (and no seed) picks samples."""
+    from longtail.data.sources import ImageDataset
+
+    take = torch.cat([torch.nonzero(cifar.train_labels == j).flatten()[:n] for j, n in enumerate(counts)])
+    test = torch.cat([torch.nonzero(cifar.test_labels == j).flatten()[:10] for j in range(len(counts))])
+    return ImageDataset("cifar-subset", cifar.classes[:len(counts)], cifar.train_images[take], cifar.train_labels[take],
+                        cifar.test_images[test], cifar.test_labels[test], "0" * 64)
+
+
+@pytest.mark.parametrize("method", ["aug", "aug-only"])
+def test_fixed_augmented_copies_change_with_the_runs_seed(cifar, method):
+    """Through prepare_data, as a run makes them: the same seed gives the same training set, another
+    seed other brightness and contrast copies of the same real images (and the same flips)."""
+    from longtail.config import TrainConfig
+    from longtail.runner import prepare_data
+
+    ds = _imbalanced_real(cifar)
+    runs = {seed: prepare_data(TrainConfig(rebalance=method, val_size=30, seed=seed), ds) for seed in (0, 1)}
+    again = prepare_data(TrainConfig(rebalance=method, val_size=30, seed=0), ds)
+    assert torch.equal(runs[0].train_images, again.train_images)
+    assert torch.equal(runs[0].train_labels, runs[1].train_labels)
+    # a stratified validation split of 30 takes 3, 13 and 14 (in some order of the two large classes)
+    assert runs[0].kept_counts == runs[1].kept_counts and runs[0].kept_counts[0] == 27
+    # the originals come first, then the four copies of the 27 minority images, op-major
+    n, m = sum(runs[0].kept_counts), 27
+    a, b = (r.train_images[n:n + 4 * m].view(4, m, 3, 32, 32) for r in (runs[0], runs[1]))
+    assert torch.equal(a[:2], b[:2])
+    for op in (2, 3):
+        assert (a[op] != b[op]).flatten(1).any(1).all(), FIXED_OPS[op]
 
 
 def test_copy_aug_marks_only_copies_and_the_loader_augments_only_those():
@@ -122,6 +184,24 @@ def test_copy_aug_marks_only_copies_and_the_loader_augments_only_those():
     changed = (x0[rb.copy_mask] - plain[rb.copy_mask]).abs().flatten(1).amax(1) > 1e-6
     assert changed.float().mean() > 0.9
     assert not torch.allclose(x0[rb.copy_mask], x1[rb.copy_mask])  # fresh each epoch
+
+
+@pytest.mark.parametrize("name", ["class-balanced", "sqrt"])
+def test_sampler_orders_draw_anew_per_epoch_and_seed(name):
+    images, labels = _data([10, 90])
+    rb = rebalance(name, images, labels, 2, _g())
+
+    def loader(seed):
+        return BatchLoader(rb.images, rb.labels, 25, mean=[0.5] * 3, std=[0.25] * 3, seed=seed,
+                           index_order=rb.index_order)
+
+    a = loader(3)
+    assert torch.equal(a.order(0), loader(3).order(0)) and torch.equal(a.order(2), loader(3).order(2))
+    assert not torch.equal(a.order(0), a.order(1))
+    assert not torch.equal(a.order(0), loader(4).order(0))
+    # the batches are the drawn samples, in the drawn order
+    y = torch.cat([y for _, y in a.epoch(1)])
+    assert torch.equal(y, labels[a.order(1)])
 
 
 @pytest.mark.parametrize("name, expected", [("class-balanced", [0.5, 0.5]), ("sqrt", [1 / 4, 3 / 4])])

@@ -60,6 +60,18 @@ def test_works_in_a_plain_dataloader_with_set_epoch():
     assert all(isinstance(i, int) for i in other)
 
 
+def test_draws_depend_on_seed_and_epoch_and_repeat_for_the_same_pair():
+    def draw(seed, epoch):
+        sampler = ClassBalancedSampler(LABELS, seed=seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert draw(7, 2) == draw(7, 2)
+    assert draw(7, 0) != draw(7, 1)
+    assert draw(7, 0) != draw(8, 0)
+    assert draw(7, 1) != draw(8, 1)
+
+
 def test_bad_input_is_an_error():
     with pytest.raises(LongtailError, match="at least one label"):
         ClassBalancedSampler([])

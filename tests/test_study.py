@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import stats
 
-from longtail.aggregate import aggregate_runs, paired_comparison, results_csv
+from longtail.aggregate import aggregate_runs, mean_std, paired_comparison, results_csv
 from longtail.cli import main
 from longtail.errors import LongtailError
 from longtail.study import grid, load_study, run_study, shard
@@ -181,6 +181,42 @@ def test_noise_rule_is_a_paired_t_test_from_three_seeds():
     two = paired_comparison({0: 0.7, 1: 0.72}, {0: 0.6, 1: 0.61})
     assert two["exceeds_noise"] is True and two["baseline_std"] == pytest.approx(statistics.stdev([0.6, 0.61]))
     assert paired_comparison({0: 0.7}, {0: 0.6})["exceeds_noise"] is None
+
+
+def test_noise_rule_with_two_seeds_is_twice_the_baseline_std():
+    # baseline 0.60, 0.62: std 0.02 / sqrt(2) = 0.01414; 2 x std = 0.0283
+    base = {0: 0.60, 1: 0.62}
+    below = paired_comparison({0: 0.62, 1: 0.64}, base)  # mean diff 0.02: above 1 x std, below 2 x
+    assert below["baseline_std"] == pytest.approx(0.02 / math.sqrt(2))
+    assert below["diff_mean"] == pytest.approx(0.02) and below["exceeds_noise"] is False
+    above = paired_comparison({0: 0.57, 1: 0.59}, base)  # mean diff -0.03: beyond 2 x std, either sign
+    assert above["diff_mean"] == pytest.approx(-0.03) and above["exceeds_noise"] is True
+    assert above["rule"] == "|mean diff| > 2 x baseline std" and above["p_value"] is None
+
+
+def test_noise_rule_with_identical_differences_has_no_t_statistic():
+    # every seed 0.01 better: the spread of the differences is 0, the t statistic undefined; p = 0
+    same = paired_comparison({0: 0.61, 1: 0.71, 2: 0.51}, {0: 0.60, 1: 0.70, 2: 0.50})
+    assert same["p_value"] == 0.0 and same["exceeds_noise"] is True and same["diff_std"] == pytest.approx(0, abs=1e-12)
+    tied = paired_comparison({0: 0.6, 1: 0.7, 2: 0.5}, {0: 0.6, 1: 0.7, 2: 0.5})
+    assert tied["p_value"] == 1.0 and tied["exceeds_noise"] is False
+
+
+def test_noise_rule_p_value_is_paired_not_unpaired():
+    # large seed-to-seed spread, a small consistent gain: paired t = 0.01 / (0.005 / sqrt 3) = 3.46,
+    # p = 0.074 with 2 degrees of freedom; unpaired the gain would drown in the spread (p about 0.9)
+    arm, base = {0: 0.515, 1: 0.71, 2: 0.905}, {0: 0.50, 1: 0.70, 2: 0.90}
+    result = paired_comparison(arm, base)
+    assert result["diff_mean"] == pytest.approx(0.01) and result["diff_std"] == pytest.approx(0.005)
+    assert result["p_value"] == pytest.approx(2 * stats.t.sf(0.01 / (0.005 / math.sqrt(3)), df=2), rel=1e-9)
+    assert result["p_value"] == pytest.approx(0.0742, abs=5e-4) and result["exceeds_noise"] is False
+
+
+def test_mean_std_is_the_sample_std():
+    # 0.5, 0.7, 0.9: mean 0.7, squared deviations 0.04 + 0 + 0.04 over n - 1 = 2: std 0.2 (not 0.163)
+    assert mean_std([0.5, 0.7, 0.9]) == {"mean": pytest.approx(0.7), "std": pytest.approx(0.2), "n": 3}
+    assert mean_std([0.4]) == {"mean": 0.4, "std": None, "n": 1}
+    assert mean_std([]) == {"mean": None, "std": None, "n": 0}
 
 
 # -- on tiny synthetic data ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""End-to-end classifier runs on a few thousand real CIFAR-10 images."""
+"""End-to-end classifier runs on a few thousand real CIFAR-10 images; the lr schedules by hand."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from longtail.config import resolve_train_config
 from longtail.run import run as run_training
 from longtail.runs import load_checkpoint
+from longtail.train import build_scheduler
 
 SMALL = dict(limit_train=4000, val_size=1000, limit_test=2000, quiet=True)
 TIMING_KEYS = {"seconds", "images_per_s"}
@@ -69,3 +71,66 @@ def test_grayscale_non_square_folder_trains(tiny_folder, tmp_path):
                                 "batch_size": 16, "val_size": 6})
     summary = run_training(cfg)
     assert summary["dataset"]["image_shape"] == [1, 24, 20] and len(summary["per_class_acc"]) == 3
+
+
+def _lrs(name, lr, total_steps):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = build_scheduler(optimizer, name, lr, total_steps)
+    lrs = []
+    for _ in range(total_steps + 1):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_onecycle_schedule_by_hand():
+    # 100 steps at lr 0.1: warm-up over int(0.25 x 100) = 25 steps, linear from lr/10 to lr,
+    # then linear to 0 at step 100
+    lrs = _lrs("onecycle", 0.1, 100)
+    want = {0: 0.01, 1: 0.1 * (0.1 + 0.9 / 25), 10: 0.1 * (0.1 + 0.9 * 10 / 25), 24: 0.1 * (0.1 + 0.9 * 24 / 25),
+            25: 0.1, 26: 0.1 * 74 / 75, 50: 0.1 * 50 / 75, 99: 0.1 / 75, 100: 0.0}
+    for step, lr in want.items():
+        assert lrs[step] == pytest.approx(lr, abs=1e-12), step
+    assert max(lrs) == pytest.approx(0.1) and lrs.index(max(lrs)) == 25
+    # 3 steps: warm-up takes max(1, int(0.75)) = 1 step
+    assert _lrs("onecycle", 1.0, 3) == pytest.approx([0.1, 1.0, 0.5, 0.0])
+
+
+def test_cosine_and_constant_schedules_by_hand():
+    lrs = _lrs("cosine", 0.1, 100)
+    for step in (0, 25, 50, 75, 100):
+        assert lrs[step] == pytest.approx(0.05 * (1 + math.cos(math.pi * step / 100)), abs=1e-9), step
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert build_scheduler(optimizer, "constant", 0.1, 100) is None
+
+
+def test_fit_gives_each_step_its_step_seed_and_steps_the_schedule_per_batch():
+    """The loop hands the task (run seed, epoch, step) for every batch, the key every random draw
+    of a task derives from, and steps the schedule once per batch (the logged lr is the epoch end's)."""
+    from longtail.data.loader import BatchLoader
+    from longtail.train import FitOptions, fit
+
+    seeds = []
+
+    class Recording:
+        def start_epoch(self, epoch):
+            pass
+
+        def training_loss(self, model, x, y, step_seed):
+            seeds.append(step_seed)
+            return torch.nn.functional.cross_entropy(model(x.flatten(1)), y)
+
+        def evaluate(self, model, loader, precision):
+            return {"loss": 0.0, "score": 0.0}
+
+    images = torch.randint(0, 256, (10, 1, 2, 2), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    train = BatchLoader(images, torch.arange(10) % 2, 4, mean=[0.5], std=[0.25], shuffle=True, seed=5)
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = build_scheduler(optimizer, "onecycle", 0.1, 2 * len(train))  # 6 steps, warm-up 1
+    state = fit(model, Recording(), train, train, optimizer, scheduler,
+                FitOptions(epochs=2, precision="fp32", device=torch.device("cpu"), seed=5, progress=False))
+    assert seeds == [(5, 0, 0), (5, 0, 1), (5, 0, 2), (5, 1, 0), (5, 1, 1), (5, 1, 2)]
+    # after step 3 of 6: (6 - 3) / (6 - 1) of the peak; after step 6: 0
+    assert [row["lr"] for row in state.history] == pytest.approx([0.1 * 3 / 5, 0.0])
