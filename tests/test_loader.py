@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from longtail.data.augment import compose
-from longtail.data.loader import BatchLoader, channel_stats, derived_generator
+from longtail.data.loader import BatchLoader, channel_stats
+from longtail.seeding import derived_generator
 from longtail.data.rebalance import random_copy_augment
 
 

@@ -154,7 +154,7 @@ def test_fixed_augmented_copies_change_with_the_runs_seed(cifar, method):
     """Through prepare_data, as a run makes them: the same seed gives the same training set, another
     seed other brightness and contrast copies of the same real images (and the same flips)."""
     from longtail.config import TrainConfig
-    from longtail.runner import prepare_data
+    from longtail.data.prepare import prepare_data
 
     ds = _imbalanced_real(cifar)
     runs = {seed: prepare_data(TrainConfig(rebalance=method, val_size=30, seed=seed), ds) for seed in (0, 1)}

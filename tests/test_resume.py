@@ -89,12 +89,13 @@ def test_resume_with_changed_settings_is_refused(cifar, cifar_zip, tmp_path, cap
 
     out = tmp_path / "run"
     (out).mkdir()
-    (out / "config.json").write_text(json.dumps({"lr": 0.5}))
+    stored = {"lr": 0.5, "seed": 0, "dataset_fingerprint": cifar.fingerprint}
+    (out / "config.json").write_text(json.dumps(stored))
     code = main(["train", "--data", str(cifar_zip), "--out", str(out), "--resume", "--quiet", "--limit-train", "500"])
     err = capsys.readouterr().err
     # exit status 2 alone would also pass for any other one-line error (a bad flag, missing data)
-    assert code == 2 and f"cannot resume {out}: it was started with" in err and err.count("\n") == 1, err
-    assert json.loads((out / "config.json").read_text()) == {"lr": 0.5}  # the stored settings are left alone
+    assert code == 2 and f"cannot resume {out}: it was made with" in err and err.count("\n") == 1, err
+    assert json.loads((out / "config.json").read_text()) == stored  # the stored settings are left alone
 
 
 def test_non_finite_loss_stops_with_epoch_and_step(tmp_path, capsys, tiny_folder):

@@ -9,7 +9,7 @@ import torch
 from longtail.config import resolve_train_config
 from longtail.run import run as run_training
 from longtail.runs import load_checkpoint
-from longtail.train import build_scheduler
+from longtail.engine import build_scheduler
 
 SMALL = dict(limit_train=4000, val_size=1000, limit_test=2000, quiet=True)
 TIMING_KEYS = {"seconds", "images_per_s"}
@@ -109,7 +109,7 @@ def test_fit_gives_each_step_its_step_seed_and_steps_the_schedule_per_batch():
     """The loop hands the task (run seed, epoch, step) for every batch, the key every random draw
     of a task derives from, and steps the schedule once per batch (the logged lr is the epoch end's)."""
     from longtail.data.loader import BatchLoader
-    from longtail.train import FitOptions, fit
+    from longtail.engine import FitOptions, fit
 
     seeds = []
 
