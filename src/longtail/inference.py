@@ -43,6 +43,7 @@ CSV_HEADER_START = "path,class_1,prob_1"
 EVALUATION_KIND = "longtail-evaluation"
 EXPORT_MARK = "longtail.json"
 ONNX_EXTRA = "pip install 'longtail[onnx]'"
+DECODED_KINDS = "JPEG, PNG, WebP or GIF"  # what torchvision.io.decode_image reads
 
 
 # --- the run folder ------------------------------------------------------------------------------
@@ -283,8 +284,15 @@ def read_image(path: Path, channels: int) -> torch.Tensor:
             warnings.simplefilter("ignore")
             return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
     except (RuntimeError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else "not an image"
-        raise LongtailError(f"cannot decode image {path}: {reason}") from None
+        raise LongtailError(f"cannot decode image {path}: {_decode_reason(e)}") from None
+
+
+def _decode_reason(e: Exception) -> str:
+    """torchvision's message without its C++ source location, for a person."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if "Unsupported image file" in text:
+        return f"not a {DECODED_KINDS} file"
+    return re.sub(r"^.*?\.cpp:\d+,\s*", "", text) or "not an image"
 
 
 def _check_pixels(path: Path, data: bytes, limit: int) -> None:
