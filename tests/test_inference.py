@@ -11,6 +11,7 @@ import csv
 import importlib.util
 import json
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -128,6 +129,11 @@ def test_load_model_in_five_lines_and_its_input_convention(trained, test_pngs):
         assert torch.equal(model(grey), model(grey.expand(-1, 3, -1, -1)))  # grey as RGB, as datasets load it
     with pytest.raises(ValueError, match="32x32"):
         model(torch.zeros(1, 3, 20, 20, dtype=torch.uint8))
+
+
+def test_import_longtail_stays_light():
+    code = "import sys, longtail; assert 'torch' not in sys.modules; assert callable(longtail.load_model)"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_a_run_with_an_image_size_resizes_inside_the_model(trained, tmp_path):

@@ -313,12 +313,13 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     model = load_model(ns.run)
     k = min(ns.top_k, len(model.classes))
     # All rows are made before anything is written, so an unreadable image leaves no partial CSV.
-    text = predictions_csv(predict(model, image_files(ns.inputs), k), k)
+    files = image_files(ns.inputs)
+    text = predictions_csv(predict(model, files, k), k)
     if ns.out is None:
         sys.stdout.write(text)
     else:
         write_predictions(ns.out, text)
-        print(f"{ns.out}: {text.count(chr(10)) - 1} images")
+        print(f"{ns.out}: {len(files)} images")
     return 0
 
 
