@@ -1,4 +1,4 @@
-"""The ``longtail`` command: data, train, pretrain, study, report.
+"""The ``longtail`` command: data, train, pretrain, study, report, predict, evaluate, export.
 
 Every problem with the user's input ends as one line, ``longtail: error: ...``, and exit code 2.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import types
 import typing
 
@@ -34,6 +35,17 @@ EXAMPLES = {
     "report": """examples:
   longtail report runs/long-tail
   longtail report runs/fast                                           # one run folder""",
+    "predict": """examples:
+  longtail predict runs/fast photo.jpg                                # CSV on stdout: path,class_1,prob_1
+  longtail predict runs/fast photos/ --top-k 3 --out preds.csv        # a folder, walked for images
+  longtail predict runs/lt-posthoc test-images/                       # with the run's logit adjustment""",
+    "evaluate": """examples:
+  longtail evaluate runs/fast --data path/to/other-set.zip            # -> runs/fast/evaluation-other-set.json
+  longtail evaluate runs/lt --data cifar10                            # the run's classes, another test split""",
+    "export": """examples:
+  longtail export runs/fast --format torchscript                      # -> runs/fast/model.pt
+  longtail export runs/fast --format onnx --out fast.onnx             # needs: pip install 'longtail[onnx]'
+  longtail export runs/fast --format torchscript --out fast.pt        # then: torch.jit.load("fast.pt")""",
 }
 
 
@@ -175,6 +187,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = command("report", "write report.html and SVG/PDF figures for a study or run folder")
     report.add_argument("dir", metavar="DIR", help="a study folder (longtail study --out) or one run folder")
+
+    run_help = "a finished classifier run folder (longtail train --out)"
+
+    def use_command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=textwrap.fill(f"{help}: {description}", 100),
+                              epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    predict = use_command("predict", "classify images with a finished classifier run",
+                          "one CSV row per image (path, then the top-k classes and their probabilities), with the "
+                          "run's own preprocessing and, for logit-adjust-posthoc, the adjustment its test figures "
+                          "were made with")
+    predict.add_argument("run", metavar="RUN", help=run_help)
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                         help="image files, or folders searched (recursively) for image files")
+    predict.add_argument("--top-k", type=_number(int), default=1, metavar="K",
+                         help="the K most probable classes per image (default: 1; at most the class count)")
+    predict.add_argument("--out", default=None, metavar="FILE.csv",
+                         help="write the CSV here instead of stdout (replaces only a predictions file longtail wrote)")
+
+    evaluate = use_command("evaluate", "score a finished classifier run on another labelled dataset",
+                           "every test figure of summary.json (accuracy, balanced accuracy, macro-F1, per class, "
+                           "confusion) on the TEST split of --data, printed in one line and written to "
+                           "RUN/evaluation-<name of --data>.json")
+    evaluate.add_argument("run", metavar="RUN", help=run_help)
+    evaluate.add_argument("--data", required=True, metavar="PATH",
+                          help="'cifar10' or an image folder / .zip with train/<class>/ and test/<class>/ and the "
+                          "run's class names; only test/ is scored")
+
+    export = use_command("export", "write a finished classifier run's model as one TorchScript or ONNX file",
+                         "preprocessing inside; input uint8 images (N, C, H, W) in [0, 255] at the run's image size "
+                         "(TorchScript also float in [0, 1], and other sizes when the run resizes), output logits "
+                         "(after the run's post-hoc adjustment, if any); see docs/inference.md")
+    export.add_argument("run", metavar="RUN", help=run_help)
+    export.add_argument("--format", required=True, metavar="FORMAT",
+                        help="torchscript, or onnx (needs the extra: pip install 'longtail[onnx]')")
+    export.add_argument("--out", default=None, metavar="FILE",
+                        help="output file (default: RUN/model.pt or RUN/model.onnx; replaces only a model longtail "
+                        "exported)")
     return p
 
 
@@ -257,8 +308,42 @@ def cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(ns: argparse.Namespace) -> int:
+    from longtail.inference import image_files, load_model, predict, predictions_csv, write_predictions
+
+    if ns.top_k < 1:
+        raise LongtailError(f"--top-k must be at least 1, got {ns.top_k}")
+    model = load_model(ns.run)
+    k = min(ns.top_k, len(model.classes))
+    # All rows are made before anything is written, so an unreadable image leaves no partial CSV.
+    files = image_files(ns.inputs)
+    text = predictions_csv(predict(model, files, k), k)
+    if ns.out is None:
+        sys.stdout.write(text)
+    else:
+        write_predictions(ns.out, text)
+        print(f"{ns.out}: {len(files)} images")
+    return 0
+
+
+def cmd_evaluate(ns: argparse.Namespace) -> int:
+    from longtail.inference import evaluate
+
+    path, r = evaluate(ns.run, ns.data)
+    print(f"{path}: test acc {r['test_acc']:.4f}, balanced {r['test_balanced_acc']:.4f}, macro-F1 "
+          f"{r['test_macro_f1']:.4f} on {r['n_test']} test images of {ns.data}")
+    return 0
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    from longtail.inference import export
+
+    print(export(ns.run, ns.format, ns.out))
+    return 0
+
+
 COMMANDS = {"data": cmd_data_info, "train": cmd_run, "pretrain": cmd_run, "study": cmd_study,
-            "report": cmd_report}
+            "report": cmd_report, "predict": cmd_predict, "evaluate": cmd_evaluate, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
