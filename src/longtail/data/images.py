@@ -21,6 +21,7 @@ import re
 import struct
 import sys
 import warnings
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -274,7 +275,8 @@ def _pil_image(data: bytes, kind: str):
         try:
             im = Image.open(io.BytesIO(data), formats=_PIL_FORMATS[kind])
         except Image.DecompressionBombError:
-            raise _BadHeader(f"it declares more than {Image.MAX_IMAGE_PIXELS * 2} pixels") from None
+            raise _BadHeader(f"it declares more than {Image.MAX_IMAGE_PIXELS * 2} px, far above the "
+                             f"{MAX_IMAGE_PIXELS} pixel limit") from None
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - any failure to read a header refuses the image
@@ -295,6 +297,8 @@ def _probe_pil(data: bytes, kind: str) -> Probe:
                 raise _BadHeader(f"its tiles declare {tw}x{th} px, more than the {MAX_IMAGE_PIXELS} pixel limit")
     if w <= 0 or h <= 0:
         raise _BadHeader(f"it declares {w}x{h} px")
+    if mode == "I" and kind == "pnm":
+        mode = "I;16"  # Pillow widens 9- to 16-bit PGM samples to 0..65535 in 32-bit mode I
     if mode not in _PIL_GRAY and mode not in _PIL_COLOUR:
         raise _BadHeader(f"pixel mode {mode} has no single way to show it as 8-bit colour")
     alpha = mode in {"LA", "La", "PA", "RGBA", "RGBa"} or transparent
@@ -313,6 +317,7 @@ def _decode_torchvision(data: bytes, p: Probe) -> torch.Tensor:
         return _opaque(decode_webp(raw, mode=ImageReadMode.RGB_ALPHA if p.alpha else ImageReadMode.RGB))
     # PNG. Alpha modes only where there is alpha: torchvision's RGB_ALPHA of a palette image
     # without tRNS gives scrambled colours.
+    _check_png_pixels(data)
     if p.gray:
         mode = ImageReadMode.GRAY_ALPHA if p.alpha else ImageReadMode.GRAY
     else:
@@ -323,6 +328,61 @@ def _decode_torchvision(data: bytes, p: Probe) -> torch.Tensor:
     return _opaque(img)
 
 
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_INFLATE_STEP = 1 << 20
+
+
+def _check_png_pixels(data: bytes) -> None:
+    """Refuse a PNG whose pixel data libpng would reject while torchvision reads its rows.
+
+    torchvision 0.29's decode_png crashes the process (SIGSEGV) on any libpng error raised after
+    the header: a bad IDAT CRC, a damaged or short deflate stream, a bad row filter, IDAT chunks
+    split by another chunk. Errors in the header are reported cleanly. So the stream is checked
+    here first, inflating it in bounded steps without keeping the output.
+    """
+    w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    bits = _PNG_CHANNELS[color] * depth
+    segments, start = [], 0  # (first filter byte, end, row stride) per (interlace pass of the) image
+    for x0, y0, dx, dy in _ADAM7 if interlace == 1 else ((0, 0, 1, 1),):
+        pw, ph = (w - x0 + dx - 1) // dx, (h - y0 + dy - 1) // dy
+        if pw and ph:
+            stride = 1 + (pw * bits + 7) // 8
+            segments.append((start, start + ph * stride, stride))
+            start += ph * stride
+    expected = start
+    pos = 33
+    while struct.unpack(">4s", data[pos + 4:pos + 8])[0] != b"IDAT":  # _probe_png found it
+        pos += 12 + struct.unpack(">I", data[pos:pos + 4])[0]
+    inflater, produced = zlib.decompressobj(), 0
+    while not inflater.eof:
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8]) if pos + 8 <= len(data) else (0, b"")
+        if kind != b"IDAT":
+            raise _BadHeader("its pixel data (IDAT) ends before the image does")
+        body = data[pos + 8:pos + 8 + length]
+        crc = data[pos + 8 + length:pos + 12 + length]
+        if len(body) != length or len(crc) != 4 or struct.unpack(">I", crc)[0] != zlib.crc32(kind + body):
+            raise _BadHeader("its pixel data (IDAT) is damaged (CRC mismatch or cut short)")
+        pos += 12 + length
+        while body and not inflater.eof:
+            try:
+                out = inflater.decompress(body, _INFLATE_STEP)
+            except zlib.error as e:
+                raise _BadHeader(f"its pixel data is damaged ({e})") from None
+            for first, end, stride in segments:  # every row starts with a filter type 0..4
+                lo, hi = max(first, produced), min(end, produced + len(out))
+                if lo < hi:
+                    lo = first + (lo - first + stride - 1) // stride * stride
+                    if lo < hi and max(out[lo - produced:hi - produced:stride]) > 4:
+                        raise _BadHeader("its pixel data has an invalid row filter")
+            produced += len(out)
+            if produced > expected + _INFLATE_STEP:
+                raise _BadHeader("its pixel data is larger than its size needs")
+            body = inflater.unconsumed_tail
+    if produced < expected:
+        raise _BadHeader(f"its pixel data holds {produced} of the {expected} bytes its size needs")
+
+
 def _decode_pil(data: bytes, p: Probe) -> torch.Tensor:
     import numpy as np
 
@@ -330,10 +390,9 @@ def _decode_pil(data: bytes, p: Probe) -> torch.Tensor:
         if im.size != (p.width, p.height):  # same bytes, same reader: never expected
             raise _BadHeader("its header changed between two reads")
         im.seek(0)  # the first frame of an animation
-        if im.mode.startswith("I;16"):
-            arr = np.asarray(im).astype(np.int32)
-            arr = torch.from_numpy((arr * 255 + 32767) // 65535).to(torch.uint8)[None]
-            return arr
+        if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit grey (mode I only from PNM, see _probe_pil)
+            wide = np.clip(np.asarray(im).astype(np.int64), 0, 65535)
+            return torch.from_numpy((wide * 255 + 32767) // 65535).to(torch.uint8).reshape(1, p.height, p.width)
         target = ("LA" if p.alpha else "L") if p.gray else ("RGBA" if p.alpha else "RGB")
         arr = np.asarray(im.convert(target))
     img = torch.from_numpy(arr.copy()).reshape(p.height, p.width, -1).permute(2, 0, 1)

@@ -368,13 +368,15 @@ def _list_tree(tree: _DirTree | _ZipTree) -> _Listing:
     ancestors = frozenset({tree.ident}) if tree.ident else frozenset()
     root, prefix = _scan(tree, "", budget), ""
     kept = [n for n in root if _set_aside(n.name) is None]
-    if len(kept) == 1 and kept[0].kind == "dir" and kept[0].name not in SPLITS:
+    folders = [n for n in kept if n.kind == "dir"]
+    if len(folders) == 1 and not {n.name for n in kept} & set(SPLITS):
         # One wrapper folder around train/ and test/, as zip tools and macOS Finder make.
+        wrapper = folders[0]
         for n in root:
-            if n is not kept[0]:
-                _skip(listing, _set_aside(n.name), n.name)
-        prefix = kept[0].name + "/"
-        ancestors |= {kept[0].ident} if kept[0].ident else set()
+            if n is not wrapper:
+                _skip(listing, _set_aside(n.name) or SKIP_OUTSIDE, n.name)
+        prefix = wrapper.name + "/"
+        ancestors |= {wrapper.ident} if wrapper.ident else set()
         root = _scan(tree, prefix, budget)
     for node in root:
         rel = prefix + node.name
