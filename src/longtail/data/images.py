@@ -61,7 +61,6 @@ class Probe:
     height: int
     gray: bool  # decodes to one channel
     alpha: bool  # has transparency to composite onto white
-    wide: bool = False  # 16-bit PNG samples
     via_pil: bool = False  # decoded by Pillow (formats torchvision lacks, animated WebP)
 
 
@@ -69,7 +68,13 @@ def shown(text: str) -> str:
     """``text`` safe for a one-line message: control characters and undecodable bytes escaped."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    if "\udc80" <= c <= "\udcff":  # a byte of a file name that is not UTF-8 (surrogateescape)
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return c.encode("unicode_escape").decode("ascii")
 
 
 def probe(name: str, data: bytes) -> Probe:
@@ -83,6 +88,8 @@ def probe(name: str, data: bytes) -> Probe:
         p = {"png": _probe_png, "jpeg": _probe_jpeg, "webp": _probe_webp}.get(kind, _probe_pil)(data, kind)
     except _BadHeader as e:
         raise LongtailError(f"cannot read the header of image {shown(name)}: {e}") from None
+    except MemoryError:
+        raise LongtailError(f"ran out of memory reading the header of image {shown(name)}") from None
     if p.width * p.height > MAX_IMAGE_PIXELS:
         raise LongtailError(f"{shown(name)} declares {p.width}x{p.height} px, more than the "
                             f"{MAX_IMAGE_PIXELS} pixel limit")
@@ -179,7 +186,7 @@ def _probe_png(data: bytes, kind: str) -> Probe:
         pos += 12 + length
     else:
         raise _BadHeader(f"more than {MAX_HEADER_SEGMENTS} chunks before the pixel data")
-    return Probe(kind, w, h, gray=color in (0, 4), alpha=color in (4, 6) or trns, wide=depth == 16)
+    return Probe(kind, w, h, gray=color in (0, 4), alpha=color in (4, 6) or trns)
 
 
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -287,14 +294,16 @@ def _pil_image(data: bytes, kind: str):
 
 def _probe_pil(data: bytes, kind: str) -> Probe:
     with _pil_image(data, kind) as im:
-        w, h = im.size
-        mode = im.mode
-        transparent = "transparency" in im.info
-        if kind == "tiff":
+        try:
+            w, h = im.size
+            mode = im.mode
+            transparent = "transparency" in im.info
             # A tiled TIFF is decoded a tile at a time; a tile may declare far more than the image.
-            tw, th = im.tag_v2.get(322, 0), im.tag_v2.get(323, 0)
-            if isinstance(tw, int) and isinstance(th, int) and tw * th > MAX_IMAGE_PIXELS:
-                raise _BadHeader(f"its tiles declare {tw}x{th} px, more than the {MAX_IMAGE_PIXELS} pixel limit")
+            tw, th = (im.tag_v2.get(322, 0), im.tag_v2.get(323, 0)) if kind == "tiff" else (0, 0)
+        except Exception as e:  # noqa: BLE001 - a header Pillow cannot describe refuses the image
+            raise _BadHeader(_reason(e)) from None
+        if isinstance(tw, int) and isinstance(th, int) and tw * th > MAX_IMAGE_PIXELS:
+            raise _BadHeader(f"its tiles declare {tw}x{th} px, more than the {MAX_IMAGE_PIXELS} pixel limit")
     if w <= 0 or h <= 0:
         raise _BadHeader(f"it declares {w}x{h} px")
     if mode == "I" and kind == "pnm":

@@ -35,6 +35,7 @@ MIN_IMAGE_SIDE = 16
 # A 32x32 JPEG is ~1 KB; anything above this is not a small-image dataset member and could be a
 # decompression bomb, so it is refused before decoding (and reading stops at this many bytes).
 MAX_MEMBER_BYTES = 16 * 1024 * 1024
+_READ_STEP = 1024 * 1024
 # Files and folders looked at in one tree; ImageNet has 1.3 million. More means a link into a big
 # folder or a hostile archive, and listing it would take long before any error could be given.
 MAX_ENTRIES = 5_000_000
@@ -116,10 +117,14 @@ def load_dataset(spec: str, cache_dir: Path | None = None) -> ImageDataset:
         # Opening a FIFO would wait forever for a writer; a device could be endless.
         raise LongtailError(f"data path {shown(spec)} is a {_file_kind(st.st_mode)}, not a folder or a zip archive")
     with _open_regular(path, spec) as f:
-        if not zipfile.is_zipfile(f):
+        try:
+            is_zip = zipfile.is_zipfile(f)
+            f.seek(0)
+            fingerprint = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as e:
+            raise LongtailError(f"cannot read {shown(spec)}: {e.strerror}") from None
+        if not is_zip:
             raise LongtailError(f"data path is neither a folder nor a zip archive: {shown(spec)}")
-        f.seek(0)
-        fingerprint = hashlib.file_digest(f, "sha256").hexdigest()
 
         def decode_zip() -> ImageDataset:
             tree = _ZipTree(path, f)
@@ -206,12 +211,20 @@ def _open_regular(path: Path, shown_as: str) -> BinaryIO:
 
 
 def _read_capped(f: BinaryIO, name: str) -> bytes:
-    """At most MAX_MEMBER_BYTES bytes of ``f``; refuses more, whatever the file or archive claimed."""
-    data = f.read(MAX_MEMBER_BYTES + 1)
-    if len(data) > MAX_MEMBER_BYTES:
-        raise LongtailError(f"{shown(name)} is more than {MAX_MEMBER_BYTES} bytes, too large for an image member "
-                            f"(limit {MAX_MEMBER_BYTES})")
-    return data
+    """At most MAX_MEMBER_BYTES bytes of ``f``; refuses more, whatever the file or archive claimed.
+
+    Read in steps, so a zip member that lies about its size inflates one step before its CRC
+    check fails, not a whole cap's worth.
+    """
+    chunks, size = [], 0
+    while size <= MAX_MEMBER_BYTES:
+        chunk = f.read(min(_READ_STEP, MAX_MEMBER_BYTES + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    raise LongtailError(f"{shown(name)} is more than {MAX_MEMBER_BYTES} bytes, too large for an image member "
+                        f"(limit {MAX_MEMBER_BYTES})")
 
 
 # --- image-folder trees --------------------------------------------------------------------------
@@ -249,7 +262,10 @@ class _DirTree:
         try:
             st = entry.stat()  # follows links
         except FileNotFoundError:
-            target = os.readlink(entry.path) if entry.is_symlink() else "?"
+            try:
+                target = os.readlink(entry.path)
+            except OSError:  # gone meanwhile, or not a link at all
+                return _Node(entry.name, "file that vanished while being listed")
             return _Node(entry.name, f"broken symbolic link (to {shown(target)})")
         except OSError as e:
             return _Node(entry.name, "symbolic link loop" if e.errno == errno.ELOOP else f"unreadable entry ({e.strerror})")
@@ -376,15 +392,14 @@ def _list_tree(tree: _DirTree | _ZipTree) -> _Listing:
             if n is not wrapper:
                 _skip(listing, _set_aside(n.name) or SKIP_OUTSIDE, n.name)
         prefix = wrapper.name + "/"
-        ancestors |= {wrapper.ident} if wrapper.ident else set()
+        ancestors = _enter(ancestors, wrapper, wrapper.name)
         root = _scan(tree, prefix, budget)
     for node in root:
         rel = prefix + node.name
         reason = _set_aside(node.name)
         if reason is None and node.name in SPLITS:
             if node.kind == "dir":
-                _list_split(tree, listing, node.name, rel + "/", ancestors | ({node.ident} if node.ident else set()),
-                            budget)
+                _list_split(tree, listing, node.name, rel + "/", _enter(ancestors, node, rel), budget)
                 continue
             if node.kind != "file":
                 raise LongtailError(f"{shown(rel)} is a {node.kind}")
@@ -406,32 +421,27 @@ def _list_split(tree, listing: _Listing, split: str, rel_dir: str, ancestors: fr
                 raise LongtailError(f"class folder {shown(rel)} has a name that is not printable text "
                                     "(control characters or bytes that are not UTF-8); rename it")
             members = listing.members[split].setdefault(node.name, [])
-            _list_class(tree, listing, members, rel + "/", ancestors, node, budget)
+            _list_class(tree, listing, members, rel + "/", _enter(ancestors, node, rel), budget)
         elif node.kind == "file":
             _skip(listing, SKIP_NO_CLASS, rel)
         else:
             raise LongtailError(f"{shown(rel)} is a {node.kind}")
 
 
-def _list_class(tree, listing: _Listing, members: list[str], rel_dir: str, ancestors: frozenset, folder: _Node,
+def _list_class(tree, listing: _Listing, members: list[str], rel_dir: str, ancestors: frozenset,
                 budget: list[int]) -> None:
     # Sub-folders of a class belong to it, as in ImageFolder. Iterative, so a deep tree cannot
     # exhaust Python's recursion limit.
-    stack = [(rel_dir, ancestors, folder)]
+    stack = [(rel_dir, ancestors)]
     while stack:
-        rel_dir, ancestors, folder = stack.pop()
-        if folder.ident is not None:
-            if folder.ident in ancestors:
-                raise LongtailError(f"{shown(rel_dir[:-1])} is a symbolic link loop: it leads back to a folder "
-                                    "that contains it")
-            ancestors = ancestors | {folder.ident}
+        rel_dir, ancestors = stack.pop()
         for node in _scan(tree, rel_dir, budget):
             rel = rel_dir + node.name
             reason = _set_aside(node.name)
             if reason:
                 _skip(listing, reason, rel)
             elif node.kind == "dir":
-                stack.append((rel + "/", ancestors, node))
+                stack.append((rel + "/", _enter(ancestors, node, rel)))
             elif os.path.splitext(node.name)[1].lower() not in IMAGE_SUFFIXES:
                 _skip(listing, SKIP_NOT_IMAGE, rel)
             elif node.kind != "file":
@@ -442,6 +452,15 @@ def _list_class(tree, listing: _Listing, members: list[str], rel_dir: str, ances
             else:
                 members.append(rel)
                 listing.stamps.append(f"{rel}\0{node.stamp}")
+
+
+def _enter(ancestors: frozenset, folder: _Node, rel: str) -> frozenset:
+    """The folders above ``folder``'s contents; refuses a folder that is one of its own ancestors."""
+    if folder.ident is None:  # zip folders cannot loop
+        return ancestors
+    if folder.ident in ancestors:
+        raise LongtailError(f"{shown(rel)} is a symbolic link loop: it leads back to a folder that contains it")
+    return ancestors | {folder.ident}
 
 
 def _scan(tree, rel: str, budget: list[int]) -> list[_Node]:
