@@ -65,3 +65,13 @@ def test_train_from_cli_with_toml(tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(toml)]) == 0
     assert "test acc" in capsys.readouterr().out
     assert (tmp_path / "r" / "summary.json").exists()
+
+
+def test_data_info_counts_the_files_it_skipped(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", classes=2, per_class=4)
+    (root / "train" / "class0" / "README.txt").write_text("notes")
+    (root / "train" / "class1" / "Thumbs.db").write_bytes(b"\0" * 10)
+    (root / "test" / "class1" / "notes.md").write_text("more notes")
+    assert main(["data", "info", "--data", str(root)]) == 0
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("skipped")]
+    assert len(line) == 1 and line[0].startswith("skipped 3 files: ") and "not an image" in line[0], line

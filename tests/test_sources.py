@@ -101,7 +101,7 @@ from PIL import Image  # noqa: E402
 import longtail.data.images as images  # noqa: E402
 import longtail.data.sources as sources  # noqa: E402
 from tests.test_attack_data import (  # noqa: E402
-    encode, jpeg_sized, patch_zip, png_bomb, png_header_only, rgb16, zip_of, zip_tree)
+    encode, jpeg_sized, patch_zip, png_bomb, png_header_only, rgb16, zip_tree)
 
 
 def _tree_with(tmp_path: Path, name: str, data: bytes, **kw) -> Path:

@@ -254,6 +254,9 @@ def cmd_data_info(ns: argparse.Namespace) -> int:
     print(total + (f"{sum(kept):>8}" if kept else ""))
     if kept:
         print(f"imbalance {cfg.imbalance}: max/min kept = {max(kept) / min(kept):.1f}")
+    skipped = getattr(ds, "skipped", None) or {}
+    if skipped:
+        print(f"skipped {sum(skipped.values())} files: " + ", ".join(f"{n} {why}" for why, n in skipped.items()))
     return 0
 
 

@@ -97,6 +97,11 @@ def load_checkpoint(path: Path) -> dict:
 
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint.pt")
+
+
+def is_run_config(config: Any) -> bool:
+    """Whether a parsed config.json is one longtail wrote (it records the seed and the data)."""
+    return isinstance(config, dict) and "dataset_fingerprint" in config and "seed" in config
 LOCK_FILE = ".longtail.lock"
 
 
@@ -137,7 +142,7 @@ class RunDir:
                 config = read_json(self.config_path) if self.config_path.is_file() else None
             except LongtailError:
                 config = None
-            if not (isinstance(config, dict) and "dataset_fingerprint" in config and "seed" in config):
+            if not is_run_config(config):
                 raise LongtailError(f"{self.path} holds a config.json that longtail did not write; choose another --out")
             if self.finished and not resume:
                 raise LongtailError(f"{self.path} already holds a finished run; choose another --out or delete it")

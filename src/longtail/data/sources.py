@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable
 
 import torch
 
-from longtail.data.images import KINDS, MAX_IMAGE_PIXELS, Probe, decode, probe, quiet_native_stderr, shown
+from longtail.data.images import MAX_IMAGE_PIXELS, Probe, decode, probe, quiet_native_stderr, shown
 from longtail.errors import LongtailError
 
 __all__ = ["ImageDataset", "data_home", "load_dataset", "MAX_IMAGE_PIXELS"]
@@ -225,6 +225,15 @@ def _read_capped(f: BinaryIO, name: str) -> bytes:
         size += len(chunk)
     raise LongtailError(f"{shown(name)} is more than {MAX_MEMBER_BYTES} bytes, too large for an image member "
                         f"(limit {MAX_MEMBER_BYTES})")
+
+
+def read_image_file(path: Path) -> torch.Tensor:
+    """One image file's pixels, uint8 (1 or 3, H, W), under the same caps and colour rule as a
+    dataset's members; anything unreadable is refused by name."""
+    with _open_regular(path, str(path)) as f:
+        data = _read_capped(f, str(path))
+    with quiet_native_stderr():
+        return decode(str(path), data, probe(str(path), data))
 
 
 # --- image-folder trees --------------------------------------------------------------------------
