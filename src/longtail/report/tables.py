@@ -155,7 +155,7 @@ def pretext_table(data: ReportData) -> str:
                          if key in r.summary.get("best_over_epochs", {})])
         test = mean_std([r.summary[f"test_{key[4:]}"] for r in finished if f"test_{key[4:]}" in r.summary])
         rows.append(_row(escape(name), num(SEED_PRETEXT.get(key)), mean_pm_std(best), mean_pm_std(test)))
-    epochs = sorted({str(r.summary.get("epochs")) for r in finished})
+    epochs = sorted({_setting(r.summary.get("epochs"), 20) for r in finished})
     head = ["jigsaw figure", f"seed report (best of {SEED_PRETEXT_EPOCHS} epochs)",
             f"ours: best over {escape('/'.join(epochs) or '?')} epochs, validation (n={len(finished)})",
             "ours: test set, epoch chosen on validation"]
@@ -214,8 +214,14 @@ def layer_map_tables(data: ReportData) -> str:
 
 def _status(run: RunRecord) -> str:
     if run.partial:
-        return f'<span class="partial">partial: {len(run.metrics)} of {escape(str(run.config.get("epochs", "?")))} epochs</span>'
+        return f'<span class="partial">partial: {len(run.metrics)} of {escape(_setting(run.config.get("epochs", "?"), 20))} epochs</span>'
     return "finished"
+
+
+def _setting(value: object, limit: int = 80) -> str:
+    """A config value for the runs table, cut short: a hand-edited config may hold a long list."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def runs_table(data: ReportData) -> str:
@@ -223,7 +229,7 @@ def runs_table(data: ReportData) -> str:
     for run in data.runs + data.pretrain:
         shown = [k for k in SETTINGS if run.config.get(k) not in (None, "", {}, [])
                  and (k != "transfer" or run.config.get("init"))]  # finetune vs freeze means nothing without init
-        settings = ", ".join(f"{k}={run.config[k]}" for k in shown)
+        settings = ", ".join(f"{k}={_setting(run.config[k])}" for k in shown)
         acc = num(run.summary.get("test_acc")) if run.summary else DASH
         folder = run.path.relative_to(data.root) if run.path != data.root else Path(".")
         rows.append(_row(escape(run.arm), escape(str(run.seed)), _status(run), acc, escape(settings),
