@@ -149,13 +149,15 @@ def _per_seed(runs: list[RunRecord], key: str) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in r.summary[key]] for r in runs], dtype=float)
 
 
-def _class_ticks(set_ticks, classes: list[str], **kwargs) -> None:
-    """Class names as tick labels, or class indices every few classes when there are too many to read."""
+def _class_ticks(set_ticks, classes: list[str], indices: int, **kwargs) -> None:
+    """Class names as tick labels, or, when there are too many to read, the class index at about
+    ``indices`` evenly spaced classes."""
     if len(classes) <= TICK_LABELS:
         set_ticks(range(len(classes)), [literal(c, 24) for c in classes], **kwargs)
     else:
-        step = math.ceil(len(classes) / TICK_LABELS)
-        set_ticks(range(0, len(classes), step), [str(j) for j in range(0, len(classes), step)])
+        step = math.ceil(len(classes) / indices)
+        set_ticks(range(0, len(classes), step), [str(j) for j in range(0, len(classes), step)],
+                  fontsize=kwargs.get("fontsize"))
 
 
 def per_class_figure(data: ReportData) -> Figure:
@@ -173,7 +175,7 @@ def per_class_figure(data: ReportData) -> Figure:
         err = np.nanstd(acc, axis=0, ddof=1) if acc.shape[0] > 1 else None
         ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=err, color=_color(data, arm),
                label=literal(arm), capsize=2)
-    _class_ticks(ax.set_xticks, classes, rotation=30, ha="right")
+    _class_ticks(ax.set_xticks, classes, 25, rotation=30, ha="right")
     ax.set_ylabel("test accuracy of the class (recall)")
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
@@ -199,8 +201,8 @@ def confusion_figure(data: ReportData) -> Figure:
                 for j in range(c):
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color="white" if norm[i, j] > 0.5 else "black")
-        _class_ticks(ax.set_xticks, data.classes, rotation=90, fontsize=7)
-        _class_ticks(ax.set_yticks, data.classes, fontsize=7)
+        _class_ticks(ax.set_xticks, data.classes, 8, rotation=90, fontsize=7)
+        _class_ticks(ax.set_yticks, data.classes, 8, fontsize=7)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(literal(f"{arm} (n={len(data.finished(arm))})"), fontsize=9)

@@ -3,6 +3,8 @@ then what they did not have. Figures are embedded as SVG data URIs in <img> tags
 <img> can neither run scripts nor fetch anything), tables are plain HTML, styles are inline, and a
 Content-Security-Policy forbids scripts and every fetch but data: images; the page works from disk
 with no network. Every string from a config, a class name or a file name goes through html.escape.
+The page and its figures are drawn in memory and written together through owned.py, which replaces
+only files an earlier report wrote and refuses, before writing anything, to overwrite a user's.
 """
 
 from __future__ import annotations

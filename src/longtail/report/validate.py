@@ -24,6 +24,8 @@ MAX_VALUE = 1e12
 # Confusion and class counts are image counts; above 2**53 a float no longer holds them exactly.
 MAX_COUNT = 2.0 ** 53
 SHOWN = 40  # characters of a bad value quoted in a note
+# Far beyond any run file longtail writes (a 1,000-class confusion matrix is a few MiB).
+MAX_BYTES = 256 * 2**20
 
 
 class Unusable(Exception):
@@ -33,7 +35,11 @@ class Unusable(Exception):
 def shown(text: object) -> str:
     """``text`` for a one-line message: control characters (a newline in a folder name) escaped,
     and a name that is not valid UTF-8 shown with the replacement character."""
-    s = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    s = str(text)
+    try:  # a folder name's undecodable bytes come as surrogate escapes: back to bytes, then U+FFFD
+        s = s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800"
+        s = s.encode("utf-8", "replace").decode("utf-8")
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
 
 
@@ -57,15 +63,28 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a regular file (a link to one is followed) of at most MAX_BYTES; Unusable for
+    anything else: reading /dev/zero would never end, opening a named pipe would wait forever."""
+    path = Path(path)
+    if path.is_dir():
+        raise Unusable("a folder, not a file")
+    if not path.is_file():
+        raise Unusable("not a regular file" if path.exists() else "a link to nothing")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise Unusable(f"cannot be read ({shown(e.strerror or e)})") from None
+    if len(raw) > MAX_BYTES:
+        raise Unusable(f"larger than {MAX_BYTES >> 20} MiB")
+    return raw
+
+
 def read_json_file(path: Path) -> Any:
     """The JSON value in ``path``; raises Unusable when it cannot be read, is not JSON or nests
     deeper than MAX_DEPTH."""
-    try:
-        raw = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise Unusable("a folder, not a file") from None
-    except OSError as e:
-        raise Unusable(f"cannot be read ({shown(e.strerror or e)})") from None
+    raw = read_bytes(path)
     if not raw.strip():
         raise Unusable("empty")
     try:
@@ -201,12 +220,12 @@ def metrics_rows(path: Path) -> tuple[list[dict], str | None]:
     """The epochs of a metrics.jsonl, sorted by epoch (a repeated epoch: its last row), and a note
     on what was left out: lines that are not a JSON object with an epoch from 1 to 1,000,000, and
     values that are not finite numbers (NaN, infinity, text, beyond +-MAX_VALUE; null is allowed)."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
+    if not (path.exists() or path.is_symlink()):
         return [], None
-    except OSError as e:
-        return [], f"cannot be read ({shown(e.strerror or e)}); its curves are not drawn"
+    try:
+        raw = read_bytes(path)
+    except Unusable as e:
+        return [], f"{e}; no curves drawn from it"
     rows: dict[int, dict] = {}
     bad_lines: list[str] = []
     bad_values: list[str] = []
