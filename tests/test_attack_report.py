@@ -176,6 +176,26 @@ def unfinished(root: Path) -> None:
         summary(root, seed).unlink()
 
 
+def init_arm_of_odd_figures(root: Path) -> None:
+    """Arm 'j' pairs with 'a' as jigsaw init with random init, its summaries lacking the optional
+    best-over-epochs figure and holding a hand-edited layer map."""
+    transfer = {"freeze": "maybe", "checkpoint": EVIL, "layers": [
+        {"name": "<b>conv1</b>", "shape": 5, "status": None, "from": ["x"]}, {}, {"shape": {"a": 1}}]}
+    for seed in (0, 1):
+        fake_run(root / "runs" / "j" / f"seed-{seed}", classes=CLASSES, config={"seed": seed, "init": "pre/checkpoint.pt"})
+        edit_json(summary(root, seed, "j"), lambda s: {**{k: v for k, v in s.items() if k != "best_test_acc_over_epochs"},
+                                                       "transfer": transfer})
+
+
+def pretraining_of_nulls(root: Path) -> None:
+    run = root / "pretrain" / "seed-0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"task": "jigsaw", "seed": 0, "epochs": [EVIL]}))
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "val_puzzle_acc_argmax": null, "val_confidence": 0.5}\n')
+    (run / "summary.json").write_text(json.dumps({"epochs": {"x": EVIL}, "test_puzzle_acc_argmax": None,
+                                                  "best_over_epochs": {"val_puzzle_acc_argmax": None}}))
+
+
 def fifo(rel: str) -> Callable[[Path], None]:
     def make(root: Path) -> None:
         (root / rel).unlink()
@@ -290,6 +310,10 @@ CASES = {
     "120 classes of long names": Case("runs", many_classes, 0),
     "a hostile pretraining checkpoint": Case("runs", hostile_checkpoint, 0,
                                              "puzzle examples skipped: ", page="Puzzle examples skipped"),
+    "paired arms without the optional figures, an odd layer map": Case(
+        "runs", init_arm_of_odd_figures, 0, page="&lt;b&gt;conv1&lt;/b&gt;", not_in_page="<b>"),
+    "a pretraining run of nulls": Case("runs", pretraining_of_nulls, 0, page="Homework 03, figure 3",
+                                       not_in_page="<img src=x"),
     "runs of two datasets": Case("runs", lambda root: fake_run(root / "runs/b/seed-0", classes=CLASSES, fingerprint="f" * 64), 2,
                                  "mixes runs of different datasets"),
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -495,6 +496,18 @@ def test_a_folder_the_report_cannot_write_into_is_one_line(tmp_path, capsys, mak
     assert _tree(root) == before
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="permission bits do not stop root (figures-as-a-file stands in)")
+def test_a_read_only_folder_is_one_line_and_nothing_changes(tmp_path, capsys):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7]}, classes=FEW)
+    before = _tree(root)
+    root.chmod(0o555)
+    try:
+        code, err = _report(root, capsys)
+    finally:
+        root.chmod(0o755)
+    assert code == 2 and err.count("\n") == 1 and "permission denied" in err and _tree(root) == before
+
+
 # -- malformed run stores: a note and the rest of the report, or one error line --------------------
 
 SUMMARY = "runs/imbalanced/seed-1/summary.json"
@@ -610,6 +623,26 @@ def test_metrics_values_that_are_not_numbers_leave_gaps_with_a_note(tmp_path):
                      "that are not finite numbers left out (val_acc on line 2, …)"]
     assert [sorted(k for k in row if k.startswith("val_")) for row in data.runs[0].metrics] == [
         ["val_acc", "val_balanced_acc", "val_loss"], ["val_balanced_acc", "val_loss"], ["val_acc", "val_balanced_acc"]]
+
+
+def test_tables_take_the_null_and_odd_figures_a_summary_may_hold(tmp_path):
+    from longtail.report import tables as T
+    from longtail.report.collect import init_pairs
+
+    root = fake_study(tmp_path / "s", {"random-init": [0.7, 0.72], "jigsaw-init": [0.71, 0.73]}, classes=["a", "b"])
+    fake_pretraining(root / "pretrain" / "seed-0")
+    (root / "pretrain" / "seed-0" / "summary.json").write_text(json.dumps({
+        "best_over_epochs": {"val_puzzle_acc_argmax": None, "val_confidence": 0.5}, "test_puzzle_acc_argmax": None}))
+    for seed in (0, 1):
+        edit = root / "runs" / "jigsaw-init" / f"seed-{seed}" / "summary.json"
+        summary = {k: v for k, v in json.loads(edit.read_text()).items() if k != "best_test_acc_over_epochs"}
+        edit.write_text(json.dumps({**summary, "transfer": {"layers": [{"name": "conv1", "shape": 5}, {}]}}))
+    data, notes = _collect(root)
+    assert notes == []
+    assert "<td>confidence</td><td>0.7309</td><td>0.5000</td>" in T.pretext_table(data)
+    init = T.init_table(data, init_pairs(data))
+    assert "<td>best test acc over epochs</td><td>0.7100 &plusmn; 0.0141</td><td>&ndash;</td><td>&ndash; (n=0)" in init
+    assert "<td>conv1</td><td>5</td>" in T.layer_map_tables(data)
 
 
 def test_a_study_with_no_finished_run_is_drawn_without_statistics(tmp_path, capsys):
