@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -53,11 +54,11 @@ SETTINGS = {  # the seed report's arms, as a run's config.json records them
 }
 
 
-def fake_study(root: Path, arms: dict[str, list[float]], study_json=True, settings=None):
+def fake_study(root: Path, arms: dict[str, list[float]], study_json=True, settings=None, classes=CLASSES):
     for arm, finals in arms.items():
         for seed, acc in enumerate(finals):
             config = {**(settings or SETTINGS).get(arm, PLAIN), "seed": seed}
-            fake_run(root / "runs" / arm / f"seed-{seed}", accs=(acc - 0.1, acc), config=config)
+            fake_run(root / "runs" / arm / f"seed-{seed}", accs=(acc - 0.1, acc), config=config, classes=classes)
     if study_json:
         (root / "study.json").write_text(json.dumps({"name": "fake", "arms": list(arms), "baseline": "imbalanced"}))
     return root
@@ -169,7 +170,6 @@ def test_smoothing_is_an_exponential_moving_average():
     (lambda root: (root / "runs" / "arm" / "seed-0").mkdir(parents=True), "no runs found"),
     (lambda root: (fake_run(root / "runs" / "a" / "seed-0"), fake_run(root / "runs" / "b" / "seed-0", fingerprint="b" * 64)),
      "mixes runs of different datasets"),
-    (lambda root: (fake_run(root), (root / "metrics.jsonl").write_text("{not json\n")), "not valid JSON"),
     (lambda root: None, "is not a folder"),
 ])
 def test_bad_folders_are_one_line_errors(tmp_path, capsys, make, message):
@@ -178,6 +178,15 @@ def test_bad_folders_are_one_line_errors(tmp_path, capsys, make, message):
     assert main(["report", str(root)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_a_broken_metrics_line_is_left_out_with_one_note(tmp_path, capsys):
+    fake_run(tmp_path / "r", accs=(0.4, 0.5, 0.6))
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    (tmp_path / "r" / "metrics.jsonl").write_text("\n".join([lines[0], "{not json", lines[2]]) + "\n")
+    assert main(["report", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert err == f"longtail: note: {tmp_path / 'r' / 'metrics.jsonl'}: 1 line(s) left out (line 2 is not valid JSON)\n"
 
 
 # -- a tiny real study: pretraining, four arms, two seeds (a few seconds) -------------------------
@@ -352,3 +361,304 @@ def test_arms_differing_only_in_transfer_options_pair_with_random_init(tmp_path)
     root = fake_study(tmp_path / "s", {"random-init": [0.70, 0.72], "jigsaw-init": [0.71, 0.72],
                                       "jigsaw-convs": [0.72, 0.73], "imbalanced": [0.6, 0.61]})
     assert init_pairs(collect_report_data(root)) == [("random-init", "jigsaw-init"), ("random-init", "jigsaw-convs")]
+
+
+# -- a report replaces or deletes only what longtail wrote (report/owned.py) ----------------------
+
+FEW = ["a", "b"]  # two classes draw faster than ten
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _report(root: Path, capsys) -> tuple[int, str]:
+    code = main(["report", str(root)])
+    return code, capsys.readouterr().err
+
+
+def test_a_report_leaves_the_users_own_figures_alone(tmp_path, capsys):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7]}, classes=FEW)
+    (root / "figures").mkdir()
+    (root / "figures" / "mine.svg").write_text("<svg/>")
+    (root / "figures" / "draft.pdf").write_bytes(b"%PDF mine")
+    for _ in range(2):  # the second report replaces the first's files, and only those
+        assert _report(root, capsys) == (0, "")
+    assert (root / "figures" / "mine.svg").read_text() == "<svg/>"
+    assert (root / "figures" / "draft.pdf").read_bytes() == b"%PDF mine"
+
+
+@pytest.mark.parametrize("name", ["figures/results.svg", "figures/confusion.pdf", "report.html"])
+def test_a_users_file_under_a_name_the_report_writes_is_refused_before_any_write(tmp_path, capsys, name):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7]}, classes=FEW)
+    (root / name).parent.mkdir(exist_ok=True)
+    (root / name).write_text("mine")
+    before = _tree(root)
+    code, err = _report(root, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"longtail: error: {root / name} was not written by longtail") and "move it away" in err
+    assert _tree(root) == before  # nothing written, nothing removed
+
+
+def test_a_figure_changed_since_the_report_wrote_it_is_not_replaced(tmp_path, capsys):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7]}, classes=FEW)
+    assert _report(root, capsys)[0] == 0
+    (root / "figures" / "results.svg").write_text("<svg>my edit</svg>")
+    code, err = _report(root, capsys)
+    assert code == 2 and f"{root / 'figures' / 'results.svg'} was not written by longtail or was changed since" in err
+    assert (root / "figures" / "results.svg").read_text() == "<svg>my edit</svg>"
+
+
+def test_figures_an_earlier_report_drew_go_only_when_unchanged(tmp_path, capsys):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7], "copy": [0.5, 0.6], "aug+loss": [0.6, 0.6]},
+                      classes=FEW)
+    assert _report(root, capsys)[0] == 0
+    figures = root / "figures"
+    assert {"arm-01-copy.svg", "arm-02-aug_loss.pdf"} <= {p.name for p in figures.iterdir()}
+    (figures / "arm-02-aug_loss.pdf").write_bytes(b"%PDF annotated by hand")
+    shutil.rmtree(root / "runs" / "copy")
+    shutil.rmtree(root / "runs" / "aug+loss")
+    code, err = _report(root, capsys)
+    assert code == 0
+    assert err == f"longtail: note: {figures / 'arm-02-aug_loss.pdf'} from an earlier report was changed since; left in place\n"
+    names = {p.name for p in figures.iterdir()}
+    assert "arm-01-copy.svg" not in names and "arm-02-aug_loss.svg" not in names  # unchanged: removed
+    assert (figures / "arm-02-aug_loss.pdf").read_bytes() == b"%PDF annotated by hand"
+    assert _report(root, capsys) == (0, "")  # no longer in the record: not mentioned again, not touched
+    assert (figures / "arm-02-aug_loss.pdf").exists()
+
+
+def test_the_record_cannot_point_a_deletion_outside_the_figures(tmp_path, capsys):
+    from longtail.report.owned import RECORD, sha256
+
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7]}, classes=FEW)
+    assert _report(root, capsys)[0] == 0
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    (root / "study.json.bak").write_text("keep me")
+    record = json.loads((root / RECORD).read_text())
+    for name in ("../precious.txt", "figures/../../precious.txt", "study.json.bak", "/etc/hostname"):
+        record["files"][name] = [sha256(b"keep me")]
+    (root / RECORD).write_text(json.dumps(record))
+    assert _report(root, capsys) == (0, "")
+    assert outside.read_text() == "keep me" and (root / "study.json.bak").read_text() == "keep me"
+
+
+def test_a_report_interrupted_midway_is_recognised_by_the_next(tmp_path, capsys, monkeypatch):
+    import longtail.report.owned as owned
+
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7], "copy": [0.5, 0.6]}, classes=FEW)
+    assert _report(root, capsys)[0] == 0
+    fake_run(root / "runs" / "copy" / "seed-2", accs=(0.3, 0.9), classes=FEW)  # every figure changes
+    real, calls = owned.atomic_write, []
+
+    def dies_after_a_few(path, write):
+        calls.append(path)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        real(path, write)
+
+    monkeypatch.setattr(owned, "atomic_write", dies_after_a_few)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(root)
+    monkeypatch.setattr(owned, "atomic_write", real)
+    assert _report(root, capsys) == (0, "")  # half old, half new files: all recognised as longtail's
+
+
+def test_a_folder_reported_on_before_the_record_existed_is_adopted(tmp_path, capsys):
+    from longtail.report.owned import RECORD
+
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7]}, classes=FEW)
+    assert _report(root, capsys)[0] == 0
+    (root / RECORD).unlink()  # as an earlier longtail left it: page and figures, no record
+    assert _report(root, capsys) == (0, "")
+    (root / RECORD).unlink()
+    (root / "figures" / "results.pdf").write_bytes(b"%PDF-1.4 a PDF of the user's")  # not matplotlib's
+    code, err = _report(root, capsys)
+    assert code == 2 and f"{root / 'figures' / 'results.pdf'} was not written by longtail" in err
+    assert (root / "figures" / "results.pdf").read_bytes() == b"%PDF-1.4 a PDF of the user's"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: (root / "figures").write_text("x"), "figures is not a folder"),
+    (lambda root: (root / "figures").symlink_to(root / "nowhere"), "figures is not a folder"),
+    (lambda root: (root / ".longtail-report.json").write_text("[]"), "is not longtail's record"),
+    (lambda root: (root / ".longtail-report.json").mkdir(), "is not longtail's record"),
+    (lambda root: (root / "report.html").mkdir(), "report.html was not written by longtail"),
+    (lambda root: (root / "report.html").symlink_to(root / "study.json"), "report.html was not written by longtail"),
+])
+def test_a_folder_the_report_cannot_write_into_is_one_line(tmp_path, capsys, make, message):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7]}, classes=FEW)
+    make(root)
+    before = _tree(root)
+    code, err = _report(root, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("longtail: error: ") and message in err
+    assert _tree(root) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permission bits do not stop root (figures-as-a-file stands in)")
+def test_a_read_only_folder_is_one_line_and_nothing_changes(tmp_path, capsys):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7]}, classes=FEW)
+    before = _tree(root)
+    root.chmod(0o555)
+    try:
+        code, err = _report(root, capsys)
+    finally:
+        root.chmod(0o755)
+    assert code == 2 and err.count("\n") == 1 and "permission denied" in err and _tree(root) == before
+
+
+# -- malformed run stores: a note and the rest of the report, or one error line --------------------
+
+SUMMARY = "runs/imbalanced/seed-1/summary.json"
+BAD_SUMMARIES = {
+    "empty object": ("{}", "no 'test_acc', 'classes', 'per_class_acc', 'confusion'"),
+    "list": ("[]", "a JSON list, not a JSON object"),
+    "null": ("null", "null, not a JSON object"),
+    "empty file": ("", "empty"),
+    "not JSON": ("{\"test_acc\": ", "not valid JSON"),
+    "string accuracy": (lambda s: {**s, "test_acc": "0.7"}, "'test_acc' is \"0.7\", not a number from 0 to 1"),
+    "NaN accuracy": (lambda s: {**s, "test_acc": float("nan")}, "'test_acc' is NaN"),
+    "huge accuracy": (lambda s: {**s, "best_test_acc_over_epochs": 1e308}, "not a number from 0 to 1"),
+    "no classes": (lambda s: {k: v for k, v in s.items() if k != "classes"}, "no 'classes'"),
+    "classes not strings": (lambda s: {**s, "classes": [1, 2]}, "'classes' is not a list of class names"),
+    "per-class of wrong length": (lambda s: {**s, "per_class_acc": [0.5]}, "not a list of 10 accuracies"),
+    "confusion of wrong shape": (lambda s: {**s, "confusion": [[1, 2], [3, 4]]}, "not a 10 x 10 matrix"),
+    "negative counts": (lambda s: {**s, "kept_class_counts": [-1] * 10}, "'kept_class_counts' is not a list of 10"),
+    "dataset a string": (lambda s: {**s, "dataset": "cifar"}, "'dataset' is a JSON string, not an object"),
+    "transfer a list": (lambda s: {**s, "transfer": [1]}, "'transfer' is a JSON list, not an object"),
+}
+
+
+def _spoil_summary(path: Path, spoil) -> None:
+    if callable(spoil):
+        path.write_text(json.dumps(spoil(json.loads(path.read_text()))))
+    else:
+        path.write_text(spoil)
+
+
+def _collect(root: Path) -> tuple[object, list[str]]:
+    """collect_report_data and its notes: what the report would draw, without drawing it."""
+    notes: list[str] = []
+    return collect_report_data(root, notes.append), notes
+
+
+@pytest.mark.parametrize("case", BAD_SUMMARIES)
+def test_an_unusable_summary_leaves_its_run_out_with_one_note(tmp_path, case):
+    spoil, reason = BAD_SUMMARIES[case]
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7, 0.6]})
+    _spoil_summary(root / SUMMARY, spoil)
+    data, notes = _collect(root)
+    assert len(notes) == 1 and notes[0].startswith(f"{root / SUMMARY}: ") and reason in notes[0], notes
+    assert notes[0].endswith("; run left out of the report")
+    assert data.aggregate["arms"]["imbalanced"]["n_seeds"] == 2 and len(data.runs) == 2
+
+
+def test_a_study_with_an_unusable_summary_is_still_reported(tmp_path, capsys):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7, 0.6]})
+    (root / SUMMARY).write_text("{}")
+    code, err = _report(root, capsys)
+    assert code == 0 and err.count("\n") == 1 and err.startswith(f"longtail: note: {root / SUMMARY}: no 'test_acc'")
+    assert "<td>imbalanced</td><td>2</td>" in (root / "report.html").read_text()  # two seeds of three
+
+
+@pytest.mark.parametrize("case", ["list", "string accuracy", "confusion of wrong shape"])
+def test_an_unusable_summary_of_a_lone_run_is_one_error(tmp_path, capsys, case):
+    spoil, reason = BAD_SUMMARIES[case]
+    fake_run(tmp_path / "r")
+    _spoil_summary(tmp_path / "r" / "summary.json", spoil)
+    code, err = _report(tmp_path / "r", capsys)
+    assert code == 2 and err.count("\n") == 1 and reason in err and err.endswith("; nothing left to report\n")
+
+
+@pytest.mark.parametrize("config, reason", [
+    ("[1, 2]", "a JSON list, not a JSON object"),
+    ("\"text\"", "a JSON string, not a JSON object"),
+    ("{\"data\": 5}", "'data' is 5, not a string"),
+    ("{\"dataset_fingerprint\": [\"a\"]}", "'dataset_fingerprint' is [\"a\"], not a string"),
+    ("[" * 100 + "]" * 100, "nested deeper than 32 levels"),
+    ("[" * 100000 + "]" * 100000, "nested deeper than 32 levels"),
+])
+def test_a_config_that_is_not_an_object_leaves_its_run_out(tmp_path, capsys, config, reason):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7]})
+    (root / "runs" / "imbalanced" / "seed-0" / "config.json").write_text(config)
+    data, notes = _collect(root)
+    assert len(notes) == 1 and reason in notes[0] and "seed-0/config.json: " in notes[0], notes
+    assert [r.seed for r in data.runs] == [1]
+    (tmp_path / "s" / "runs" / "imbalanced" / "seed-1" / "config.json").write_text(config)
+    code, err = _report(root, capsys)  # no run left
+    assert code == 2 and err.count("longtail: note:") == 2 and err.count("longtail: error:") == 1
+    assert "no runs/<arm>/seed-<n>/ or pretrain/seed-<n>/ folder holds a usable run" in err
+
+
+@pytest.mark.parametrize("study, note", [
+    ("{\"arms\": ", "study.json: not valid JSON"),
+    ("[\"imbalanced\"]", "study.json: a JSON list, not a JSON object; ignored"),
+    ("{\"name\": \"s\", \"arms\": \"imbalanced\", \"baseline\": 3}", "study.json: 'arms' is a JSON string of the wrong shape; ignored"),
+    ("{\"name\": \"s\", \"baselines\": [\"x\"]}", "study.json: 'baselines' is a JSON list of the wrong shape; ignored"),
+])
+def test_a_malformed_study_json_is_ignored_with_a_note(tmp_path, study, note):
+    root = fake_study(tmp_path / "s", {"imbalanced": [0.5, 0.7], "copy": [0.5, 0.6]})
+    (root / "study.json").write_text(study)
+    data, notes = _collect(root)
+    assert notes and note in notes[0] and data.arms == ["copy", "imbalanced"], notes
+
+
+def test_a_malformed_aggregate_json_is_not_read_nor_touched(tmp_path, capsys):
+    root = tmp_path / "s"
+    fake_run(root / "runs" / "imbalanced" / "seed-0", classes=["a", "b"])
+    (root / "aggregate.json").write_text("{\"arms\": [1, 2")
+    assert _report(root, capsys) == (0, "")
+    assert (root / "aggregate.json").read_text() == "{\"arms\": [1, 2"
+
+
+def test_metrics_values_that_are_not_numbers_leave_gaps_with_a_note(tmp_path):
+    fake_run(tmp_path / "r", accs=(0.4, 0.5, 0.6))
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    rows[1]["val_acc"], rows[2]["val_loss"] = "0.5", 1e300
+    text = "".join(json.dumps(r) + "\n" for r in rows) + "[1]\n{\"epoch\": \"x\"}\nNaN\n"
+    (tmp_path / "r" / "metrics.jsonl").write_text(text)
+    data, notes = _collect(tmp_path / "r")
+    assert notes == [f"{tmp_path / 'r' / 'metrics.jsonl'}: 3 line(s) left out (line 4 holds a JSON list, …); 2 value(s) "
+                     "that are not finite numbers left out (val_acc on line 2, …)"]
+    assert [sorted(k for k in row if k.startswith("val_")) for row in data.runs[0].metrics] == [
+        ["val_acc", "val_balanced_acc", "val_loss"], ["val_balanced_acc", "val_loss"], ["val_acc", "val_balanced_acc"]]
+
+
+def test_tables_take_the_null_and_odd_figures_a_summary_may_hold(tmp_path):
+    from longtail.report import tables as T
+    from longtail.report.collect import init_pairs
+
+    root = fake_study(tmp_path / "s", {"random-init": [0.7, 0.72], "jigsaw-init": [0.71, 0.73]}, classes=["a", "b"])
+    fake_pretraining(root / "pretrain" / "seed-0")
+    (root / "pretrain" / "seed-0" / "summary.json").write_text(json.dumps({
+        "best_over_epochs": {"val_puzzle_acc_argmax": None, "val_confidence": 0.5}, "test_puzzle_acc_argmax": None}))
+    for seed in (0, 1):
+        edit = root / "runs" / "jigsaw-init" / f"seed-{seed}" / "summary.json"
+        summary = {k: v for k, v in json.loads(edit.read_text()).items() if k != "best_test_acc_over_epochs"}
+        edit.write_text(json.dumps({**summary, "transfer": {"layers": [{"name": "conv1", "shape": 5}, {}]}}))
+    data, notes = _collect(root)
+    assert notes == []
+    assert "<td>confidence</td><td>0.7309</td><td>0.5000</td>" in T.pretext_table(data)
+    init = T.init_table(data, init_pairs(data))
+    assert "<td>best test acc over epochs</td><td>0.7100 &plusmn; 0.0141</td><td>&ndash;</td><td>&ndash; (n=0)" in init
+    assert "<td>conv1</td><td>5</td>" in T.layer_map_tables(data)
+
+
+def test_a_study_with_no_finished_run_is_drawn_without_statistics(tmp_path, capsys):
+    root = tmp_path / "s"
+    for seed in (0, 1):
+        fake_run(root / "runs" / "imbalanced" / f"seed-{seed}", finished=False)
+    code, err = _report(root, capsys)
+    assert code == 0 and "2 run(s) without summary.json drawn as partial" in err
+    assert "No finished runs yet" in (root / "report.html").read_text()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "is not a folder (it does not exist)"),
+    (lambda root: root.write_text("x"), "is not a folder (it is a file)"),
+])
+def test_a_dir_that_is_not_a_folder_is_one_line(tmp_path, capsys, make, message):
+    make(tmp_path / "r")
+    code, err = _report(tmp_path / "r", capsys)
+    assert code == 2 and err == f"longtail: error: {tmp_path / 'r'} {message}\n"

@@ -1,5 +1,5 @@
-"""Data: sources -> validation split -> imbalance -> rebalance -> batches."""
+"""Data: sources -> validation split -> imbalance -> rebalance -> batches.
 
-from longtail.data.sources import ImageDataset, load_dataset
-
-__all__ = ["ImageDataset", "load_dataset"]
+Nothing is imported here, so a module that needs one piece (the report needs imbalance.py) does
+not pay for the image decoders.
+"""

@@ -1,9 +1,11 @@
 """``longtail report DIR``: figures (SVG and PDF) and one self-contained report.html for a study
 folder or a single run folder, from the run store alone. See collect.py (what is read),
-figures.py (what is drawn) and html.py (the page)."""
+validate.py (what is accepted), figures.py (what is drawn), html.py (the page) and owned.py (which
+files a report may replace: only those longtail wrote)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,16 +13,23 @@ from longtail.report.collect import collect_report_data
 
 
 def write_report(directory: str | Path, note: Callable[[str], None] | None = None) -> Path:
-    """Write DIR/figures/*.svg|pdf and DIR/report.html; return the HTML's path. ``note`` hears
-    one line about runs still in progress (drawn, marked partial, left out of the statistics) and
-    one about a figure left out (the puzzle examples, when the data or checkpoint cannot be had)."""
+    """Write DIR/figures/*.svg|pdf and DIR/report.html; return the HTML's path. ``note`` hears one
+    line per thing left out (a run whose files are unusable, lines of a metrics.jsonl, a malformed
+    study.json; the puzzle examples when the data or checkpoint cannot be had), one about runs still
+    in progress (drawn, marked partial, left out of the statistics), and one per figure of an earlier
+    report left in place because it was changed since."""
     from longtail.report.html import build_report
 
-    data = collect_report_data(directory)
-    partial = data.partial_runs
-    if partial and note is not None:
-        note(f"{len(partial)} run(s) without summary.json drawn as partial: {', '.join(r.label for r in partial)}")
-    return build_report(data, note or (lambda line: None))
+    note = note or (lambda line: None)
+    # A report's stderr carries its notes and nothing else: a glyph missing from the font, the mean
+    # of a class no seed tested, a t-test on equal numbers warn, and none of it is the user's to act on.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = collect_report_data(directory, note)
+        partial = data.partial_runs
+        if partial:
+            note(f"{len(partial)} run(s) without summary.json drawn as partial: {', '.join(r.label for r in partial)}")
+        return build_report(data, note)
 
 
 __all__ = ["write_report", "collect_report_data"]

@@ -2,27 +2,31 @@
 optionally OUT/pretrain/seed-<n>/ and OUT/study.json) or a single run folder.
 
 A run folder without summary.json is kept and marked partial: its curves are drawn (dashed, labelled
-"partial") but it never enters the statistics.
+"partial") but it never enters the statistics. A run whose config.json or summary.json is unusable
+(see validate.py), a second folder of one seed, or a run whose classes differ from the first
+finished run's is left out with a note; a metrics.jsonl keeps its good lines, with a note on the
+rest; a malformed study.json is ignored field by field, with a note. The report is refused (one
+LongtailError) only when nothing is left to report or the runs used different datasets.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from longtail.aggregate import aggregate_runs
-from longtail.config import TrainConfig
+from longtail.config import TrainConfig, comparable_keys_ignored
 from longtail.errors import LongtailError
-from longtail.runs import RunDir, read_json
+from longtail.report import validate as V
+from longtail.runs import RunDir
 
-SEED_DIR = re.compile(r"^seed-(\d+)$")
+SEED_DIR = re.compile(r"^seed-([0-9]+)$")
 # Settings that differ from run to run of one arm, or that do not change what is trained: left out
-# when two arms are compared to find the one setting they differ in.
-RUN_SPECIFIC = {"out", "seed", "resume", "quiet", "threads", "data", "checkpoint_every", "device", "precision",
-                "precision_used", "device_used", "world_size", "dataset_fingerprint"}
+# when two arms are compared to find the one setting they differ in (the run-neutral settings, the
+# seed, and what a run records about where it ran; one source: longtail.config).
+RUN_SPECIFIC = comparable_keys_ignored()
 
 
 @dataclass
@@ -33,6 +37,7 @@ class RunRecord:
     config: dict
     metrics: list[dict]
     summary: dict | None
+    problem: str | None = None  # what was left out of its metrics.jsonl, for a note
 
     @property
     def partial(self) -> bool:
@@ -100,62 +105,133 @@ class ReportData:
         return {}
 
 
-def _read_metrics(run: RunDir) -> list[dict]:
-    try:
-        return run.read_metrics()
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LongtailError(f"{run.metrics_path} is not valid JSON lines: {e}") from None
+Note = Callable[[str], None]
 
 
-def read_run(path: Path, arm: str, seed: int | None) -> RunRecord | None:
-    """The run in ``path``, or None when the folder holds no run files at all."""
+def _read_run(path: Path, arm: str, seed: int | None, pretraining: bool | None) -> RunRecord | None:
+    """The run in ``path``, or None when the folder holds no run files at all; raises Unusable when
+    its config.json or summary.json cannot be used. ``pretraining``: None for "as config.json says"."""
     run = RunDir(path)
-    if not (run.config_path.exists() or run.metrics_path.exists() or run.summary_path.exists()):
+    if not any(p.exists() or p.is_symlink() for p in (run.config_path, run.metrics_path, run.summary_path)):
         return None
-    config = run.read_config() if run.config_path.exists() else {}
-    summary = run.read_summary() if run.finished else None
-    if seed is None and isinstance(config.get("seed"), int):
+    config: dict = {}
+    if run.config_path.exists() or run.config_path.is_symlink():
+        config = _checked(run.config_path, V.config_problem)
+    if pretraining is None:
+        pretraining = "task" in config  # PretrainConfig has a task
+    summary = None
+    if run.summary_path.exists() or run.summary_path.is_symlink():
+        summary = _checked(run.summary_path, V.pretrain_summary_problem if pretraining else V.summary_problem)
+    if seed is None and isinstance(config.get("seed"), int) and not isinstance(config["seed"], bool):
         seed = config["seed"]
-    return RunRecord(path, arm, seed, config, _read_metrics(run), summary)
+    metrics, problem = V.metrics_rows(run.metrics_path)
+    record = RunRecord(path, arm, seed, config, metrics, summary)
+    record.problem = problem and f"{V.shown(run.metrics_path)}: {problem}"
+    return record
 
 
-def _seed_dirs(folder: Path) -> list[tuple[int, Path]]:
+def _checked(path: Path, problem: Callable[[object], str | None]):
+    """The JSON in ``path`` if ``problem`` finds none; else Unusable("<path>: <what is wrong>")."""
+    try:
+        value = V.read_json_file(path)
+    except V.Unusable as e:
+        raise V.Unusable(f"{V.shown(path)}: {e}") from None
+    reason = problem(value)
+    if reason:
+        raise V.Unusable(f"{V.shown(path)}: {reason}")
+    return value
+
+
+def read_run(path: Path, arm: str, seed: int | None, note: Note, pretraining: bool | None = False) -> RunRecord | None:
+    """The run in ``path``, or None when it holds no run files or is skipped (with a note saying why)."""
+    try:
+        record = _read_run(path, arm, seed, pretraining)
+    except V.Unusable as e:
+        note(f"{e}; run left out of the report")
+        return None
+    if record is not None and record.problem:
+        note(record.problem)
+    return record
+
+
+def _seed_dirs(folder: Path, note: Note) -> list[tuple[int, Path]]:
+    """(seed, folder) of every seed-<n> folder, sorted; of two folders with one seed (seed-7 and
+    seed-007) the first by name is kept and the other named in a note."""
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := SEED_DIR.match(p.name))]
-    return sorted(found)
+    try:
+        found = sorted((int(m.group(1)), p.name, p) for p in folder.iterdir()
+                       if (m := SEED_DIR.match(p.name)) and p.is_dir())
+    except OSError as e:
+        note(f"{V.shown(folder)} cannot be listed ({V.shown(e.strerror or e)}); its runs are left out")
+        return []
+    seeds: dict[int, Path] = {}
+    for seed, _, path in found:
+        if seed in seeds:
+            note(f"{V.shown(path)} is seed {seed} again (as {V.shown(seeds[seed].name)}); left out of the report")
+        else:
+            seeds[seed] = path
+    return sorted(seeds.items())
+
+
+def _fingerprint(r: RunRecord) -> str | None:
+    # A run in progress has no summary yet, but its config.json records the data's fingerprint.
+    return ((r.summary or {}).get("dataset") or {}).get("fingerprint") or r.config.get("dataset_fingerprint")
 
 
 def _check_one_dataset(records: list[RunRecord], root: Path) -> None:
-    # A run in progress has no summary yet, but its config.json records the data's fingerprint.
     first: tuple[str, str] | None = None
     for r in records:
-        fingerprint = (r.summary or {}).get("dataset", {}).get("fingerprint") or r.config.get("dataset_fingerprint")
+        fingerprint = _fingerprint(r)
         if fingerprint is None:
             continue
         if first is None:
             first = (r.label, fingerprint)
         elif fingerprint != first[1]:
-            raise LongtailError(f"{root} mixes runs of different datasets: {first[0]} used {first[1][:16]}, "
-                                f"{r.label} used {fingerprint[:16]}")
+            raise LongtailError(f"{V.shown(root)} mixes runs of different datasets: {V.shown(first[0])} used "
+                                f"{V.shown(first[1][:16])}, {V.shown(r.label)} used {V.shown(fingerprint[:16])}")
 
 
-def collect_report_data(root: str | Path) -> ReportData:
+def _one_class_list(runs: list[RunRecord], note: Note) -> list[RunRecord]:
+    """The runs whose finished summary lists the same classes as the first finished one's; each
+    other is left out with a note (per-class figures and summed confusion matrices need one list)."""
+    first = next((r for r in runs if not r.partial), None)
+    kept = []
+    for r in runs:
+        if r.partial or r is first or r.summary["classes"] == first.summary["classes"]:
+            kept.append(r)
+        else:
+            note(f"{V.shown(r.path / 'summary.json')}: its {len(r.summary['classes'])} classes differ from those "
+                 f"of {V.shown(first.label)} ({len(first.summary['classes'])}); run left out of the report")
+    return kept
+
+
+def collect_report_data(root: str | Path, note: Note | None = None) -> ReportData:
+    """Everything a report draws from the run store at ``root``. Runs whose files are unusable are
+    left out, each with a line to ``note``; LongtailError when nothing is left to report."""
+    note = note or (lambda line: None)
     root = Path(root)
     if not root.is_dir():
-        raise LongtailError(f"{root} is not a folder")
+        why = "it is a file" if root.exists() else "it does not exist"
+        raise LongtailError(f"{V.shown(root)} is not a folder ({why})")
     if (root / "runs").is_dir() or (root / "pretrain").is_dir() or (root / "study.json").exists():
-        data = _collect_study(root)
+        data = _collect_study(root, note)
     else:
-        record = read_run(root, root.resolve().name, None)
+        try:
+            record = _read_run(root, V.shown(root.resolve().name), None, None)
+        except V.Unusable as e:
+            raise LongtailError(f"{e}; nothing left to report") from None
         if record is None:
-            raise LongtailError(f"no runs found in {root} (expected config.json of a run, or runs/<arm>/seed-<n>/ "
-                                "or pretrain/seed-<n>/ of a study)")
-        if "task" in record.config:  # a pretraining run (PretrainConfig has a task)
+            raise LongtailError(f"no runs found in {V.shown(root)} (expected config.json of a run, or "
+                                "runs/<arm>/seed-<n>/ or pretrain/seed-<n>/ of a study)")
+        if record.problem:
+            note(record.problem)
+        if "task" in record.config:  # a pretraining run
             data = ReportData(root, "run", record.arm, [], [], pretrain=[record])
         else:
             data = ReportData(root, "run", record.arm, [record.arm], [record])
     _check_one_dataset(data.runs + data.pretrain, root)
+    data.runs = _one_class_list(data.runs, note)
     summaries: dict[str, dict[int, dict]] = {}
     for r in data.runs:
         if not r.partial:
@@ -163,27 +239,69 @@ def collect_report_data(root: str | Path) -> ReportData:
     data.aggregate = aggregate_runs({a: summaries[a] for a in data.arms if a in summaries},
                                     data.baselines if data.baselines else
                                     data.baseline if data.baseline in summaries else None)
-    data.classes = next((r.summary["classes"] for r in data.runs if not r.partial and "classes" in r.summary), [])
+    data.classes = next((r.summary["classes"] for r in data.runs if not r.partial), [])
     return data
 
 
-def _collect_study(root: Path) -> ReportData:
-    study = read_json(root / "study.json") if (root / "study.json").exists() else {}
+def _study_file(root: Path, note: Note) -> dict:
+    """study.json's name, arms, baseline and baselines, each only when it has the right type; the
+    report is still made without them (arms in folder order, no baseline), with a note."""
+    path = root / "study.json"
+    if not (path.exists() or path.is_symlink()):
+        return {}
+    try:
+        study = V.read_json_file(path)
+    except V.Unusable as e:
+        note(f"{V.shown(path)}: {e}; ignored (arms in folder order, no baseline)")
+        return {}
+    if not isinstance(study, dict):
+        note(f"{V.shown(path)}: {V.kind(study)}, not a JSON object; ignored (arms in folder order, no baseline)")
+        return {}
+    checks = {"name": lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
+              "arms": lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v),
+              "baseline": lambda v: isinstance(v, str),
+              "baselines": lambda v: isinstance(v, dict) and all(isinstance(b, str) for b in v.values())}
+    kept = {}
+    for key, ok in checks.items():
+        if key not in study or study[key] is None:
+            continue
+        if ok(study[key]):
+            kept[key] = study[key]
+        else:
+            note(f"{V.shown(path)}: {key!r} is {V.kind(study[key])} of the wrong shape; ignored")
+    return kept
+
+
+def _arm_dirs(runs_dir: Path, note: Note) -> list[str]:
+    if not runs_dir.is_dir():
+        return []
+    try:
+        return sorted(p.name for p in runs_dir.iterdir() if p.is_dir())
+    except OSError as e:
+        note(f"{V.shown(runs_dir)} cannot be listed ({V.shown(e.strerror or e)}); its runs are left out")
+        return []
+
+
+def _collect_study(root: Path, note: Note) -> ReportData:
+    study = _study_file(root, note)
     runs_dir = root / "runs"
-    found_arms = sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
-    arms = [a for a in study.get("arms", []) if a in found_arms] + [a for a in found_arms if a not in study.get("arms", [])]
+    found_arms = _arm_dirs(runs_dir, note)
+    listed = study.get("arms", [])
+    arms = [a for a in listed if a in found_arms] + [a for a in found_arms if a not in listed]
     runs = []
     for arm in arms:
-        for seed, path in _seed_dirs(runs_dir / arm):
-            record = read_run(path, arm, seed)
+        for seed, path in _seed_dirs(runs_dir / arm, note):
+            record = read_run(path, V.shown(arm), seed, note)
             if record is not None:
                 runs.append(record)
-    pretrain = [r for seed, path in _seed_dirs(root / "pretrain") if (r := read_run(path, "pretrain", seed))]
+    pretrain = [r for seed, path in _seed_dirs(root / "pretrain", note)
+                if (r := read_run(path, "pretrain", seed, note, pretraining=True))]
     if not runs and not pretrain:
-        raise LongtailError(f"no runs found in {root} (no runs/<arm>/seed-<n>/ or pretrain/seed-<n>/ folder holds a run yet)")
+        raise LongtailError(f"no runs found in {V.shown(root)} (no runs/<arm>/seed-<n>/ or pretrain/seed-<n>/ "
+                            "folder holds a usable run)")
     arms = list(dict.fromkeys(r.arm for r in runs))
     baseline = study.get("baseline", "imbalanced" if "imbalanced" in arms else None)
-    return ReportData(root, "study", str(study.get("name", root.resolve().name)), arms, runs, pretrain, baseline,
+    return ReportData(root, "study", V.shown(study.get("name", root.resolve().name)), arms, runs, pretrain, baseline,
                       baselines=study.get("baselines"))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import math
 import re
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -20,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from longtail.report.collect import ReportData, RunRecord
 from longtail.report.reference import SEED_PRETEXT, SEED_PRETEXT_EPOCHS
-from longtail.runs import atomic_write
+from longtail.report.validate import shown
 
 SMOOTHING = 0.6
 # An EMA with weight w has its centre of mass w / (1 - w) = 1.5 epochs back, as a trailing moving
@@ -30,11 +29,15 @@ SMOOTHING_TEXT = (f"exponential moving average s_t = {SMOOTHING} s_(t-1) + {1 - 
                   f"(TensorBoard's smoothing {SMOOTHING}; its centre of mass matches a trailing "
                   f"{SMOOTHING_WINDOW}-epoch moving average)")
 COLORS = matplotlib.colormaps["tab10"].colors
+TICK_LABELS = 40  # class names on an axis beyond this overlap: every n-th class index instead
+MAX_WIDTH = 40.0  # inches
 
 
-def literal(text: object) -> str:
-    """Text for matplotlib: a '$' from data must not start mathtext."""
-    return str(text).replace("$", r"\$")
+def literal(text: object, limit: int = 60) -> str:
+    """Text for matplotlib from data: a '$' must not start mathtext, a name that is not valid UTF-8
+    must not stop the SVG writer, and a name of a megabyte must not become a figure of a mile."""
+    s = shown(text)
+    return (s if len(s) <= limit else s[:limit - 1] + "\u2026").replace("$", r"\$")
 
 
 def ema(values: list[float], weight: float = SMOOTHING) -> list[float]:
@@ -45,18 +48,23 @@ def ema(values: list[float], weight: float = SMOOTHING) -> list[float]:
 
 
 def _series(run: RunRecord, key: str) -> tuple[list[int], list[float]]:
-    rows = [r for r in run.metrics if isinstance(r.get(key), (int, float))]
-    return [r["epoch"] for r in rows], [float(r[key]) for r in rows]
+    """(epochs, values) of ``key``; collect.py has left only finite numbers in the rows."""
+    rows = [r for r in run.metrics if isinstance(r.get(key), float)]
+    return [r["epoch"] for r in rows], [r[key] for r in rows]
 
 
 def _mean_curve(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    series = [_series(r, key) for r in runs]
-    series = [s for s in series if s[0]]
+    """Mean and std over ``runs`` at the epochs every run has the value for (seeds of one arm
+    normally share them; a row missing in one seed must not shift the others)."""
+    series = [dict(zip(*_series(r, key))) for r in runs]
+    series = [s for s in series if s]
     if not series:
         return None
-    n = min(len(x) for x, _ in series)
-    values = np.array([v[:n] for _, v in series])
-    return np.array(series[0][0][:n]), values.mean(axis=0), values.std(axis=0, ddof=1) if len(series) > 1 else None
+    epochs = sorted(set.intersection(*(set(s) for s in series)))
+    if not epochs:
+        return None
+    values = np.array([[s[e] for e in epochs] for s in series])
+    return np.array(epochs), values.mean(axis=0), values.std(axis=0, ddof=1) if len(series) > 1 else None
 
 
 def _color(data: ReportData, arm: str):
@@ -141,11 +149,23 @@ def _per_seed(runs: list[RunRecord], key: str) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in r.summary[key]] for r in runs], dtype=float)
 
 
+def _class_ticks(set_ticks, classes: list[str], indices: int, **kwargs) -> None:
+    """Class names as tick labels, or, when there are too many to read, the class index at about
+    ``indices`` evenly spaced classes."""
+    if len(classes) <= TICK_LABELS:
+        set_ticks(range(len(classes)), [literal(c, 24) for c in classes], **kwargs)
+    else:
+        step = math.ceil(len(classes) / indices)
+        set_ticks(range(0, len(classes), step), [str(j) for j in range(0, len(classes), step)],
+                  fontsize=kwargs.get("fontsize"))
+
+
 def per_class_figure(data: ReportData) -> Figure:
     """Test recall of every class, mean over seeds (error bar: std), one bar per arm."""
     arms = [a for a in data.arms if data.finished(a)]
     classes = data.classes
-    fig = Figure(figsize=(max(8.0, 0.9 * len(classes) * max(1, len(arms)) / 3), 4.2), layout="constrained")
+    width = min(MAX_WIDTH, max(8.0, 0.9 * min(len(classes), TICK_LABELS) * max(1, len(arms)) / 3))
+    fig = Figure(figsize=(width, 4.2), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(1, len(arms))
     x = np.arange(len(classes))
@@ -155,7 +175,7 @@ def per_class_figure(data: ReportData) -> Figure:
         err = np.nanstd(acc, axis=0, ddof=1) if acc.shape[0] > 1 else None
         ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=err, color=_color(data, arm),
                label=literal(arm), capsize=2)
-    ax.set_xticks(x, [literal(c) for c in classes], rotation=30, ha="right")
+    _class_ticks(ax.set_xticks, classes, 25, rotation=30, ha="right")
     ax.set_ylabel("test accuracy of the class (recall)")
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
@@ -181,8 +201,8 @@ def confusion_figure(data: ReportData) -> Figure:
                 for j in range(c):
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xticks(range(c), [literal(n) for n in data.classes], rotation=90, fontsize=7)
-        ax.set_yticks(range(c), [literal(n) for n in data.classes], fontsize=7)
+        _class_ticks(ax.set_xticks, data.classes, 8, rotation=90, fontsize=7)
+        _class_ticks(ax.set_yticks, data.classes, 8, fontsize=7)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(literal(f"{arm} (n={len(data.finished(arm))})"), fontsize=9)
@@ -269,14 +289,13 @@ def safe_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
 
 
-def save_figure(fig: Figure, folder: Path, stem: str) -> bytes:
-    """Write ``stem``.svg and ``stem``.pdf into ``folder``; return the SVG's bytes."""
+def render_figure(fig: Figure) -> dict[str, bytes]:
+    """The figure as SVG and PDF bytes (no date inside: the same data draws the same files). The
+    caller writes them (html.py, through owned.py, which knows what it may replace)."""
     out = {}
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "longtail"}):
         for fmt, metadata in (("svg", {"Date": None}), ("pdf", {"CreationDate": None})):
             buf = io.BytesIO()
             fig.savefig(buf, format=fmt, metadata=metadata)
             out[fmt] = buf.getvalue()
-    for fmt, content in out.items():
-        atomic_write(folder / f"{stem}.{fmt}", lambda f, c=content: f.write(c))
-    return out["svg"]
+    return out

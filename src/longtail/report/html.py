@@ -3,11 +3,14 @@ then what they did not have. Figures are embedded as SVG data URIs in <img> tags
 <img> can neither run scripts nor fetch anything), tables are plain HTML, styles are inline, and a
 Content-Security-Policy forbids scripts and every fetch but data: images; the page works from disk
 with no network. Every string from a config, a class name or a file name goes through html.escape.
+The page and its figures are drawn in memory and written together through owned.py, which replaces
+only files an earlier report wrote and refuses, before writing anything, to overwrite a user's.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -18,7 +21,7 @@ from longtail.report import figures as F
 from longtail.report import tables as T
 from longtail.report.collect import ReportData, init_pairs, padding_pairs
 from longtail.report.reference import SEED_FIGURE_ARMS, SEED_NOTE
-from longtail.runs import atomic_write
+from longtail.report.owned import FIGURES, PAGE, ReportFiles, sha256, sha256_of
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -36,26 +39,72 @@ code { background: #f5f5f5; padding: 0 0.2em; }
 
 
 class Figures:
-    """Saves each figure as SVG and PDF under ``folder`` and returns its <figure> element."""
+    """Renders each figure as SVG and PDF, queues both for figures/ and returns its <figure>
+    element; nothing is written until the page is complete (owned.ReportFiles.commit)."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.written: set[str] = set()
+    def __init__(self, files: ReportFiles):
+        self.files = files
 
     def html(self, fig, stem: str, caption: str) -> str:
-        svg = F.save_figure(fig, self.folder, stem)
-        self.written |= {f"{stem}.svg", f"{stem}.pdf"}
-        uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
+        rendered = F.render_figure(fig)
+        for fmt, content in rendered.items():
+            self.files.add(f"{FIGURES}/{stem}.{fmt}", content)
+        uri = "data:image/svg+xml;base64," + base64.b64encode(rendered["svg"]).decode("ascii")
         links = f'(<a href="figures/{escape(stem)}.svg">SVG</a>, <a href="figures/{escape(stem)}.pdf">PDF</a>)'
         return (f'<figure><img src="{uri}" alt="{escape(caption)}">'
                 f"<figcaption>{escape(caption)} {links}</figcaption></figure>")
 
-    def remove_stale(self) -> None:
-        """The folder is the report's own: a figure an earlier report drew and this one did not
-        (puzzles whose data is gone, an arm since deleted) must not stay beside it."""
-        for path in self.folder.glob("*"):
-            if path.suffix in (".svg", ".pdf") and path.name not in self.written:
-                path.unlink()
+
+# Every page starts with PAGE_HEAD and ends with PAGE_TAIL; a report.html an earlier longtail wrote
+# (before owned.py kept a record) is recognised by them.
+PAGE_HEAD = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\"><title>")
+TITLE_END = " - longtail report</title>"
+PAGE_TAIL = "\n</body></html>\n"
+EMBEDDED = re.compile(rb'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"')
+LINKED = re.compile(rb'<a href="figures/([A-Za-z0-9_-][A-Za-z0-9._-]*)\.svg">')
+
+
+def legacy_outputs(root: Path) -> dict[str, set[str]]:
+    """The files of a report folder with no record that an earlier longtail provably wrote: a
+    report.html with longtail's page head and tail; each SVG it links whose bytes are one of the
+    images embedded in it; and the PDF beside such an SVG when the page links it and matplotlib
+    produced it. Anything else is taken to be the user's."""
+    page = root / PAGE
+    digest = sha256_of(page)
+    if digest is None:
+        return {}
+    content = page.read_bytes()
+    head = PAGE_HEAD.encode()
+    if not (content.startswith(head) and content.endswith(PAGE_TAIL.encode())
+            and TITLE_END.encode() in content[len(head):content.find(b"</title>") + len(b"</title>")]):
+        return {}
+    found = {PAGE: {digest}}
+    embedded = {sha256(svg) for m in EMBEDDED.findall(content) if (svg := _b64(m)) is not None}
+    for stem in {m.decode() for m in LINKED.findall(content)}:
+        svg_hash = sha256_of(root / FIGURES / f"{stem}.svg")
+        if svg_hash in embedded:
+            found[f"{FIGURES}/{stem}.svg"] = {svg_hash}
+            pdf = root / FIGURES / f"{stem}.pdf"
+            pdf_hash = sha256_of(pdf)
+            if pdf_hash and f'href="figures/{stem}.pdf"'.encode() in content and _matplotlib_pdf(pdf):
+                found[f"{FIGURES}/{stem}.pdf"] = {pdf_hash}
+    return found
+
+
+def _b64(text: bytes) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error: a page edited by hand
+        return None
+
+
+def _matplotlib_pdf(path: Path) -> bool:
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return False
+    return content.startswith(b"%PDF") and b"/Producer (Matplotlib pdf backend" in content
 
 
 def _arm_stem(data: ReportData, arm: str) -> str:
@@ -187,7 +236,10 @@ def details_section(data: ReportData, figs: Figures, shown: set[str]) -> list[st
 
 
 def build_report(data: ReportData, note: Callable[[str], None]) -> Path:
-    figs = Figures(data.root / "figures")
+    """Draw everything, then write report.html and figures/ (owned.py: only over files longtail
+    wrote); LongtailError before any write when one of them is the user's."""
+    files = ReportFiles(data.root, legacy_outputs)  # refuses a folder it cannot write into before drawing
+    figs = Figures(files)
     shown: set[str] = set()
     parts = header(data)
     if data.runs:
@@ -202,12 +254,9 @@ def build_report(data: ReportData, note: Callable[[str], None]) -> Path:
     parts += homework03_section(data, figs, note)
     parts += details_section(data, figs, shown)
     parts += ["<h2>Runs</h2>", T.runs_table(data)]
-    page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
-            f"<title>{escape(data.title)} - longtail report</title><style>{STYLE}</style></head><body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
-    path = data.root / "report.html"
-    encoded = page.encode("utf-8")
-    atomic_write(path, lambda f: f.write(encoded))
-    figs.remove_stale()
-    return path
+    page = (f"{PAGE_HEAD}{escape(data.title)}{TITLE_END}<style>{STYLE}</style></head><body>\n"
+            + "\n".join(parts) + PAGE_TAIL)
+    # "replace": a folder name that is not valid UTF-8 is shown with U+FFFD rather than stopping the page
+    files.add(PAGE, page.encode("utf-8", "replace"))
+    files.commit(note)
+    return data.root / PAGE

@@ -10,6 +10,7 @@ drawing the figure. It never downloads: the official CIFAR-10 is used only when 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from longtail.jigsaw.sinkhorn import DEFAULT_ITERS, DEFAULT_TAU
 from longtail.jigsaw.objective import JigsawObjective
 from longtail.report.collect import RunRecord
 from longtail.report.figures import literal
+from longtail.report.validate import number, shown
 
 EXAMPLES = 6
 PUZZLE_SEED = 0x9A2  # the figure's puzzles are the same every time the report is drawn
@@ -76,45 +78,80 @@ def _pick(labels: torch.Tensor, count: int) -> list[int]:
     return (first + rest)[:count]
 
 
+def _net(path: Path, ckpt: dict):
+    """The jigsaw net a checkpoint holds, built only after its arch and weights are checked against
+    each other on the meta device: a checkpoint edited to claim a net of a billion channels must
+    not make the report allocate one."""
+    from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
+
+    not_jigsaw = LongtailError(f"{shown(path)} is not a jigsaw pretraining checkpoint")
+    arch = ckpt.get("arch")
+    if ckpt.get("kind") != "jigsaw" or not isinstance(arch, dict) or arch.get("name") != "JigsawNet":
+        raise not_jigsaw
+    try:
+        config = JigsawNetConfig.from_dict({k: v for k, v in arch.items() if k != "name"})
+        with torch.device("meta"):
+            skeleton = JigsawNet(config)
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise not_jigsaw from None
+    weights = ckpt.get("model")
+    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if not (isinstance(weights, dict) and all(isinstance(v, torch.Tensor) for v in weights.values())
+            and {k: tuple(v.shape) for k, v in weights.items()} == shapes):
+        raise LongtailError(f"{shown(path)} does not hold a complete jigsaw net (its weights do not match its arch)")
+    model = JigsawNet(config)
+    model.load_state_dict(weights)
+    return config, model.eval()
+
+
+def _option(cfg: dict, key: str, default, ok) -> object:
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not ok(value):
+        raise LongtailError(f"the pretraining run's config.json has {key} = {shown(value)[:40]}, which the "
+                            "puzzles cannot be posed with")
+    return value
+
+
 def solve_examples(run: RunRecord, count: int = EXAMPLES) -> PuzzleExamples:
     """Shuffle ``count`` test images with fixed puzzles and decode them with the run's net."""
-    from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
     from longtail.runs import load_checkpoint
 
-    ckpt = load_checkpoint(run.path / "checkpoint.pt")
-    arch = dict(ckpt.get("arch") or {})
-    if ckpt.get("kind") != "jigsaw" or arch.pop("name", None) != "JigsawNet":
-        raise LongtailError(f"{run.path / 'checkpoint.pt'} is not a jigsaw pretraining checkpoint")
-    net_config = JigsawNetConfig.from_dict(arch)
-    ds = _local_dataset(run.config)
+    path = run.path / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    net_config, model = _net(path, ckpt)
+    cfg = run.config
+    gap = _option(cfg, "gap", 0, lambda v: isinstance(v, int) and 0 <= v < min(net_config.tile_size))
+    iters = _option(cfg, "sinkhorn_iters", DEFAULT_ITERS, lambda v: isinstance(v, int) and 1 <= v <= 1000)
+    tau = _option(cfg, "tau", DEFAULT_TAU, lambda v: number(v) is not None and v > 0)
+    norm = ckpt.get("normalization")
+    try:
+        mean, std = (torch.tensor(norm[k], dtype=torch.float32).view(1, -1, 1, 1) for k in ("mean", "std"))
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        mean = std = None
+    if mean is None or mean.numel() != net_config.in_channels or std.numel() != net_config.in_channels \
+            or not bool((std > 0).all()):
+        raise LongtailError(f"{shown(path)} holds no usable normalization for its {net_config.in_channels} channel(s)")
+    ds = _local_dataset(cfg)
     grid = net_config.grid
     expected = (net_config.in_channels, grid * net_config.tile_size[0], grid * net_config.tile_size[1])
     if ds.image_shape != expected:
-        raise LongtailError(f"the images at {run.config['data']} are {ds.image_shape}, the net was trained on {expected}")
-    model = JigsawNet(net_config)
-    try:
-        model.load_state_dict(ckpt["model"])
-        norm = ckpt["normalization"]
-        mean, std = (torch.tensor(norm[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
-    except (KeyError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LongtailError(f"{run.path / 'checkpoint.pt'} does not hold a complete jigsaw net ({first[:120]})") from None
-    model.eval()
+        raise LongtailError(f"the images at {shown(cfg['data'])} are {ds.image_shape}, the net was trained on {expected}")
 
     chosen = _pick(ds.test_labels, count)
     images = ds.test_images[chosen].float().div(255)
-    cfg = run.config
-    options = TileOptions(gap=cfg.get("gap") or 0, tile_norm=bool(cfg.get("tile_norm")))
+    options = TileOptions(gap=gap, tile_norm=bool(cfg.get("tile_norm")))
     # The net sees normalized (and, with the anti-shortcut options, prepared) tiles; the figure
     # shows the plain ones. Puzzles from equal generators share their permutations.
     net_tiles, target = make_puzzles((images - mean) / std, grid, torch.Generator().manual_seed(PUZZLE_SEED),
                                      options, train=False)
-    shown, _ = make_puzzles(images, grid, torch.Generator().manual_seed(PUZZLE_SEED), train=False)
-    task = JigsawObjective(grid, options, cfg.get("sinkhorn_iters") or DEFAULT_ITERS, cfg.get("tau") or DEFAULT_TAU)
+    plain_tiles, _ = make_puzzles(images, grid, torch.Generator().manual_seed(PUZZLE_SEED), train=False)
+    task = JigsawObjective(grid, options, iters, tau)
     with torch.no_grad():
         log_probs = task.log_assignment(model, net_tiles)
     decoded = {method: decode(log_probs, method) for method in ("argmax", "hungarian")}
-    return PuzzleExamples(run, grid, images, shown, target.argmax(dim=2), decoded,
+    return PuzzleExamples(run, grid, images, plain_tiles, target.argmax(dim=2), decoded,
                           [ds.classes[int(ds.test_labels[i])] for i in chosen])
 
 

@@ -91,6 +91,12 @@ def seed_table(data: ReportData) -> str:
     return _table("seed-table", head, rows)
 
 
+def _per_seed(entry: dict, metric: str) -> dict[int, float]:
+    """seed -> ``metric`` of an arm's aggregate entry, for the seeds that have it (a summary may
+    lack an optional figure such as best_test_acc_over_epochs)."""
+    return {int(s): r[metric] for s, r in entry["per_seed"].items() if r[metric] is not None}
+
+
 def padding_sentence(data: ReportData, same: str, valid: str) -> str:
     """One sentence: 'same' vs 'valid' padding, from two arms that differ only in it."""
     arms = data.aggregate["arms"]
@@ -99,7 +105,7 @@ def padding_sentence(data: ReportData, same: str, valid: str) -> str:
                 f"have no finished runs to compare yet. {escape(SEED_PADDING)}</p>")
     best = {a: arms[a]["best_test_acc_over_epochs"] for a in (same, valid)}
     test = {a: arms[a]["test_acc"] for a in (same, valid)}
-    per_seed = {a: {int(s): r["test_acc"] for s, r in arms[a]["per_seed"].items()} for a in (same, valid)}
+    per_seed = {a: _per_seed(arms[a], "test_acc") for a in (same, valid)}
     paired = paired_comparison(per_seed[same], per_seed[valid])
     verdict = {True: "more than", False: "within", None: "with too few seeds to compare with"}[paired["exceeds_noise"]]
     diff = paired["diff_mean"]
@@ -151,11 +157,11 @@ def pretext_table(data: ReportData) -> str:
     finished = [r for r in data.pretrain if not r.partial]
     rows = []
     for key, name in PRETEXT_ROWS:
-        best = mean_std([r.summary["best_over_epochs"][key] for r in finished
-                         if key in r.summary.get("best_over_epochs", {})])
-        test = mean_std([r.summary[f"test_{key[4:]}"] for r in finished if f"test_{key[4:]}" in r.summary])
+        # a figure may be null (validate.py allows it): not a value to average
+        best = mean_std([v for r in finished if (v := r.summary.get("best_over_epochs", {}).get(key)) is not None])
+        test = mean_std([v for r in finished if (v := r.summary.get(f"test_{key[4:]}")) is not None])
         rows.append(_row(escape(name), num(SEED_PRETEXT.get(key)), mean_pm_std(best), mean_pm_std(test)))
-    epochs = sorted({str(r.summary.get("epochs")) for r in finished})
+    epochs = sorted({_setting(r.summary.get("epochs"), 20) for r in finished})
     head = ["jigsaw figure", f"seed report (best of {SEED_PRETEXT_EPOCHS} epochs)",
             f"ours: best over {escape('/'.join(epochs) or '?')} epochs, validation (n={len(finished)})",
             "ours: test set, epoch chosen on validation"]
@@ -176,7 +182,7 @@ def init_table(data: ReportData, pairs: list[tuple[str, str]]) -> str:
                                  "no finished runs in both arms", DASH,
                                  seed if metric == "best_test_acc_over_epochs" else DASH))
                 continue
-            per_seed = {a: {int(s): r[metric] for s, r in arms[a]["per_seed"].items()} for a in (plain, init)}
+            per_seed = {a: _per_seed(arms[a], metric) for a in (plain, init)}
             p = paired_comparison(per_seed[init], per_seed[plain])
             verdict = {True: "yes", False: "no", None: "undetermined"}[p["exceeds_noise"]]
             diff = DASH if p["diff_mean"] is None else f"{p['diff_mean']:+.4f}"
@@ -186,6 +192,11 @@ def init_table(data: ReportData, pairs: list[tuple[str, str]]) -> str:
     head = ["random init", "jigsaw init", "metric", "random init", "jigsaw init", "jigsaw &minus; random, paired",
             "exceeds seed noise?", "seed report"]
     return _table("init", head, rows)
+
+
+def _listed(value: object) -> list:
+    """A layer's shape as a list: as summary.json has it, or a hand-edited lone value."""
+    return value if isinstance(value, list) else [] if value is None else [value]
 
 
 def layer_map_tables(data: ReportData) -> str:
@@ -201,7 +212,7 @@ def layer_map_tables(data: ReportData) -> str:
         maps.setdefault(key, (transfer, []))[1].append(arm)
     parts = []
     for n, (transfer, arms) in enumerate(maps.values()):
-        rows = [_row(escape(str(layer.get("name"))), escape(" x ".join(map(str, layer.get("shape") or []))) or DASH,
+        rows = [_row(escape(str(layer.get("name"))), escape(" x ".join(map(str, _listed(layer.get("shape"))))) or DASH,
                      escape(str(layer.get("status"))), escape(str(layer["from"])) if layer.get("from") else DASH)
                 for layer in transfer.get("layers", [])]
         mode = "transferred layers frozen" if transfer.get("freeze") else "all layers fine-tuned"
@@ -214,8 +225,14 @@ def layer_map_tables(data: ReportData) -> str:
 
 def _status(run: RunRecord) -> str:
     if run.partial:
-        return f'<span class="partial">partial: {len(run.metrics)} of {escape(str(run.config.get("epochs", "?")))} epochs</span>'
+        return f'<span class="partial">partial: {len(run.metrics)} of {escape(_setting(run.config.get("epochs", "?"), 20))} epochs</span>'
     return "finished"
+
+
+def _setting(value: object, limit: int = 80) -> str:
+    """A config value for the runs table, cut short: a hand-edited config may hold a long list."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def runs_table(data: ReportData) -> str:
@@ -223,7 +240,7 @@ def runs_table(data: ReportData) -> str:
     for run in data.runs + data.pretrain:
         shown = [k for k in SETTINGS if run.config.get(k) not in (None, "", {}, [])
                  and (k != "transfer" or run.config.get("init"))]  # finetune vs freeze means nothing without init
-        settings = ", ".join(f"{k}={run.config[k]}" for k in shown)
+        settings = ", ".join(f"{k}={_setting(run.config[k])}" for k in shown)
         acc = num(run.summary.get("test_acc")) if run.summary else DASH
         folder = run.path.relative_to(data.root) if run.path != data.root else Path(".")
         rows.append(_row(escape(run.arm), escape(str(run.seed)), _status(run), acc, escape(settings),
