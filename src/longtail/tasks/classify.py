@@ -18,7 +18,7 @@ from longtail.device import autocast
 from longtail.distributed import DistContext, all_reduce_sum
 from longtail.engine import FitState
 from longtail.errors import LongtailError
-from longtail.losses import LossContext, build_loss
+from longtail.losses import LossContext, build_loss, init_output_bias
 from longtail.metrics import accuracy, classification_report, confusion_matrix
 from longtail.models import SeedCNN, SeedCNNConfig, arch_record
 from longtail.tasks.base import RunTask
@@ -88,6 +88,7 @@ class ClassifyTask(RunTask):
         self.arch = arch_record("SeedCNN", model.config)
         self.loss_fn = build_loss(cfg.loss, LossContext(torch.tensor(data.train_counts), cfg.epochs,
                                                         cfg.label_smoothing, cfg.loss_params)).to(device)
+        init_output_bias(self.model, self.loss_fn)  # part of cb-focal (Cui et al.): last bias -log(C - 1)
         self.logit_adjustment = getattr(self.loss_fn, "posthoc_adjustment", None)
 
     def slow_layers(self) -> tuple[set[str], float]:
