@@ -225,3 +225,16 @@ def test_unknown_method_is_an_error():
     images, labels = _data()
     with pytest.raises(LongtailError, match="unknown rebalance method 'smote'"):
         rebalance("smote", images, labels, 4, _g())
+
+
+def test_class_aware_rebalance_gives_every_epoch_equal_class_counts():
+    images, labels = _data()
+    rb = rebalance("class-aware", images, labels, 4, _g())
+    assert torch.equal(rb.images, images)  # a sampler: the data stay as they are
+    c = torch.bincount(labels, minlength=4)
+    size = -(-labels.numel() // 4) * 4
+    for epoch in (0, 1):
+        idx = rb.index_order(epoch, _g(10 + epoch))
+        assert torch.bincount(labels[idx], minlength=4).tolist() == [size // 4] * 4, c
+    assert torch.equal(rb.index_order(0, _g(10)), rb.index_order(0, _g(10)))
+    assert not torch.equal(rb.index_order(0, _g(10)), rb.index_order(0, _g(11)))

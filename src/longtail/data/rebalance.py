@@ -18,6 +18,9 @@ Minority classes are those with fewer than half the largest class's samples
   vertical flip, brightness and contrast change every epoch instead of being a fixed copy.
 - ``class-balanced`` / ``sqrt``: the data stay as they are; each epoch draws as many indices as
   there are samples, class j with probability proportional to 1 (resp. sqrt(n_j)).
+- ``class-aware`` (Kang et al. 2020): the data stay as they are; each epoch visits the classes
+  round-robin (shuffled class order per round), each class cycling through its shuffled samples,
+  so every epoch holds exactly equal class counts (C x ceil(N / C) indices).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from longtail.data.augment import (BatchAugment, adjust_brightness, adjust_contr
                                    random_contrast, random_hflip, random_vflip)
 from longtail.data.imbalance import minority_classes
 from longtail.data.loader import IndexOrder
-from longtail.data.samplers import ClassBalancedSampler, SquareRootSampler
+from longtail.data.samplers import ClassBalancedSampler, CyclingClassSampler, SquareRootSampler
 from longtail.registry import Registry
 
 # Fixed augmented copies change brightness and contrast by a factor 1 +- U(0.2, 0.4): far enough
@@ -166,6 +169,12 @@ def _copy_aug(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: t
 @register_rebalancer("class-balanced")
 def _class_balanced(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     sampler = ClassBalancedSampler(labels)
+    return Rebalanced(images, labels, index_order=lambda epoch, gen: sampler.draw(gen))
+
+
+@register_rebalancer("class-aware")
+def _class_aware(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+    sampler = CyclingClassSampler(labels)
     return Rebalanced(images, labels, index_order=lambda epoch, gen: sampler.draw(gen))
 
 
