@@ -94,6 +94,11 @@ class TrainConfig(RunSettings):
                                                 "all)", choices="longtail.transfer:LAYER_MAP")
     sync_bn: bool = setting(False, "under torchrun on GPUs: synchronise BatchNorm statistics across processes")
 
+    # --- long-tail benchmark (Cao et al. 2019 / Kang et al. 2020 / MiSLAS): DRS and calibration ---
+    rebalance_from_epoch: int = setting(0, "deferred re-sampling (DRS): apply --rebalance only from this epoch "
+                                        "(0-based) on; plain shuffled epochs of the original samples before it "
+                                        "(0: from the start)", low=0)
+
     task = "classify"  # not a field: a classifier run's task is always classification
 
 

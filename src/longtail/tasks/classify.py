@@ -68,6 +68,11 @@ class ClassifyTask(RunTask):
     def check_settings(cls, cfg: TrainConfig) -> None:
         if cfg.transfer_layers is not None:
             transferred_layers(cfg.transfer_layers)
+        if cfg.rebalance_from_epoch and cfg.rebalance_from_epoch >= cfg.epochs:
+            raise LongtailError(f"--rebalance-from-epoch {cfg.rebalance_from_epoch} is not before the run's end "
+                                f"(epochs 0 to {cfg.epochs - 1}): the rebalancing would never apply")
+        if cfg.rebalance_from_epoch and cfg.rebalance == "none":
+            raise LongtailError("--rebalance-from-epoch defers a rebalance method, but --rebalance is none")
 
     def __init__(self, cfg: TrainConfig, ds, data: PreparedData, device: torch.device, ctx: DistContext):
         self.cfg = cfg
