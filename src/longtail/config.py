@@ -98,6 +98,8 @@ class TrainConfig(RunSettings):
     rebalance_from_epoch: int = setting(0, "deferred re-sampling (DRS): apply --rebalance only from this epoch "
                                         "(0-based) on; plain shuffled epochs of the original samples before it "
                                         "(0: from the start)", low=0)
+    ece_bins: int = setting(15, "equal-width confidence bins of the test set's expected calibration error "
+                            "(15: MiSLAS, torchmetrics)", low=1, high=10_000)
 
     task = "classify"  # not a field: a classifier run's task is always classification
 

@@ -19,7 +19,8 @@ from longtail.distributed import DistContext, all_reduce_sum
 from longtail.engine import FitState
 from longtail.errors import LongtailError
 from longtail.losses import LossContext, build_loss, init_output_bias
-from longtail.metrics import accuracy, classification_report, confusion_matrix
+from longtail.metrics import (accuracy, accuracy_by_class_size, accuracy_by_thirds, calibration_bins,
+                              classification_report, confusion_matrix, expected_calibration_error)
 from longtail.models import SeedCNN, SeedCNNConfig, arch_record
 from longtail.tasks.base import RunTask
 from longtail.transfer import init_from_jigsaw, transferred_layers
@@ -59,6 +60,27 @@ def confusion(model: nn.Module, loader: BatchLoader, precision: str, num_classes
     cm = all_reduce_sum(cm)
     total = float(all_reduce_sum(loss_sum))
     return cm, total / max(int(cm.sum()), 1)
+
+
+@torch.no_grad()
+def calibration(model: nn.Module, loader: BatchLoader, precision: str, num_bins: int,
+                logit_adjustment: torch.Tensor | None = None) -> torch.Tensor:
+    """The split's calibration bins (:func:`longtail.metrics.calibration_bins`) of the softmax
+    confidence of the predicted class, for the predictions the run reports (post-hoc adjusted
+    when the loss asks for it); summed across processes like the confusion matrix. Once, at the
+    end: not worth a second pass over the test set every epoch."""
+    was_training = model.training
+    model.eval()
+    bins = torch.zeros(3, num_bins, dtype=torch.float64)
+    for x, y in loader.epoch(0):
+        with autocast(loader.device, precision):
+            logits = model(x).float()
+        if logit_adjustment is not None:
+            logits = logits - logit_adjustment.to(logits.device)
+        conf, pred = torch.softmax(logits, dim=1).max(dim=1)
+        bins += calibration_bins(conf, pred == y, num_bins)
+    model.train(was_training)
+    return all_reduce_sum(bins)
 
 
 class ClassifyTask(RunTask):
@@ -173,6 +195,14 @@ class ClassifyTask(RunTask):
             "kept_class_counts": data.kept_counts,
             "kept_indices_hash": data.kept_hash,
         }
+        # long-tail figures (MiSLAS / Kang et al.): calibration and accuracy by training class size
+        # (the kept counts: the data set's own shape, before any oversampling)
+        summary["test_ece"] = expected_calibration_error(
+            calibration(model, test, precision, self.cfg.ece_bins, self.logit_adjustment))
+        summary["test_acc_by_class_size"] = accuracy_by_class_size(data.kept_counts, report["per_class_acc"])
+        thirds = accuracy_by_thirds(data.kept_counts, report["per_class_acc"])
+        if thirds is not None:
+            summary["test_acc_by_thirds"] = thirds
         if self.transfer_log is not None:
             summary["transfer"] = self.transfer_log
         return summary
