@@ -67,7 +67,52 @@ def test_cb_weights_each_sample_and_averages_over_the_batch():
     assert loss("cb")[0] == pytest.approx(mean([w[y] * ce(r, y) for r, y in zip(LOGITS, TARGETS)]), rel=1e-5)
     w = cb_weights(0.99)
     focal = [w[y] * (1 - softmax(r)[y]) ** 1.5 * ce(r, y) for r, y in zip(LOGITS, TARGETS)]
-    assert loss("cb", {"beta": 0.99, "gamma": 1.5})[0] == pytest.approx(mean(focal), rel=1e-5)
+    assert loss("cb-softmax-focal", {"beta": 0.99, "gamma": 1.5})[0] == pytest.approx(mean(focal), rel=1e-5)
+
+
+def test_cb_takes_no_gamma_and_names_the_focal_losses():
+    with pytest.raises(LongtailError, match="'cb-focal' .*'cb-softmax-focal'") as info:
+        loss("cb", {"gamma": 1.0})
+    assert "\n" not in str(info.value)
+
+
+def sigmoid(v):
+    return 1 / (1 + math.exp(-v))
+
+
+def cb_focal_by_hand(beta, gamma):
+    """Cui et al.'s sigmoid form written out per element: w_y * (1 - p_t)^gamma * -log p_t with
+    p_t = sigmoid(z) for the target class and 1 - sigmoid(z) for the others, summed, over B."""
+    w = cb_weights(beta)
+    total = 0.0
+    for row, y in zip(LOGITS, TARGETS):
+        for c, z in enumerate(row):
+            p_t = sigmoid(z) if c == y else 1 - sigmoid(z)
+            total += w[y] * (1 - p_t) ** gamma * -math.log(p_t)
+    return total / len(TARGETS)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0])
+def test_cb_focal_is_the_authors_sigmoid_focal_loss(gamma):
+    module = build_loss("cb-focal", LossContext(torch.tensor(COUNTS), params={"beta": 0.99, "gamma": gamma}))
+    got = module(torch.tensor(LOGITS, dtype=torch.float64), torch.tensor(TARGETS))
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(cb_focal_by_hand(0.99, gamma), rel=1e-6)  # weights are stored in float32
+    assert loss("cb-focal")[0] == pytest.approx(cb_focal_by_hand(0.9999, 1.0), rel=1e-5)  # the defaults
+
+
+def test_cb_focal_starts_the_last_linear_bias_at_minus_log_c_minus_one():
+    from longtail.losses import init_output_bias
+
+    module = build_loss("cb-focal", LossContext(torch.tensor([5, 4, 3, 2, 1])))
+    assert module.init_bias == pytest.approx(-math.log(4))
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
+    assert init_output_bias(model, module)
+    assert model[2].bias.tolist() == pytest.approx([-math.log(4)] * 5) and model[0].bias.abs().sum() > 0
+    # then every sigmoid starts near 1/C when the weights are small
+    torch.nn.init.zeros_(model[2].weight)
+    assert torch.sigmoid(model(torch.randn(2, 3))).flatten().tolist() == pytest.approx([0.2] * 10)
+    assert not init_output_bias(model, build_loss("ce", LossContext(torch.tensor([5, 4, 3, 2, 1]))))
 
 
 def test_focal_down_weights_easy_samples():

@@ -225,3 +225,54 @@ def test_unknown_method_is_an_error():
     images, labels = _data()
     with pytest.raises(LongtailError, match="unknown rebalance method 'smote'"):
         rebalance("smote", images, labels, 4, _g())
+
+
+def test_class_aware_rebalance_gives_every_epoch_equal_class_counts():
+    images, labels = _data()
+    rb = rebalance("class-aware", images, labels, 4, _g())
+    assert torch.equal(rb.images, images)  # a sampler: the data stay as they are
+    c = torch.bincount(labels, minlength=4)
+    size = -(-labels.numel() // 4) * 4
+    for epoch in (0, 1):
+        idx = rb.index_order(epoch, _g(10 + epoch))
+        assert torch.bincount(labels[idx], minlength=4).tolist() == [size // 4] * 4, c
+    assert torch.equal(rb.index_order(0, _g(10)), rb.index_order(0, _g(10)))
+    assert not torch.equal(rb.index_order(0, _g(10)), rb.index_order(0, _g(11)))
+
+
+def _orders(rb, n_epochs, seed=4, batch=32):
+    loader = BatchLoader(rb.images, rb.labels, batch, mean=[0.5] * 3, std=[0.25] * 3, shuffle=True, seed=seed,
+                         index_order=rb.index_order)
+    return [loader.order(e) for e in range(n_epochs)], loader
+
+
+@pytest.mark.parametrize("name", ["copy", "copy-aug", "aug", "class-balanced", "class-aware"])
+def test_deferred_resampling_changes_nothing_before_its_epoch(name):
+    from longtail.data.rebalance import deferred
+
+    images, labels = _data()
+    plain, _ = _orders(rebalance("none", images, labels, 4, _g()), 4)
+    rb = rebalance(name, images, labels, 4, _g())
+    full, _ = _orders(rb, 4)
+    drs, loader = _orders(deferred(rb, labels.numel(), 2), 4)
+    for e in (0, 1):  # exactly the plain run's orders: the originals only, shuffled as a plain run shuffles
+        assert torch.equal(drs[e], plain[e])
+    for e in (2, 3):  # then exactly the rebalancer's own
+        assert torch.equal(drs[e], full[e])
+    # a copy-type rebalancer's epochs grow at the switch; the loader's steps follow each epoch's order
+    assert [loader.steps_in(e) for e in range(4)] == [-(-o.numel() // 32) for o in drs]
+    assert loader.total_steps(4) == sum(loader.steps_in(e) for e in range(4))
+    assert sum(1 for _ in loader.epoch(1)) == loader.steps_in(1)
+    assert sum(1 for _ in loader.epoch(2)) == loader.steps_in(2)
+    assert deferred(rb, labels.numel(), 0) is rb  # 0: from the start
+
+
+def test_deferred_resampling_past_the_runs_end_is_one_line(tiny_folder, tmp_path, capsys):
+    from longtail.cli import main
+
+    root = tiny_folder(tmp_path / "d", classes=3, per_class=8)
+    for extra, message in ((["--rebalance", "class-aware", "--rebalance-from-epoch", "3"], "never apply"),
+                           (["--rebalance-from-epoch", "1"], "--rebalance is none")):
+        rc = main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--epochs", "3", "--quiet", *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and message in err, err

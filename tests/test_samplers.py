@@ -79,3 +79,43 @@ def test_bad_input_is_an_error():
         ClassBalancedSampler([0, -1])
     with pytest.raises(LongtailError, match="num_samples must be positive"):
         ClassBalancedSampler([0, 1], num_samples=0)
+
+
+def test_cycling_class_sampler_holds_exactly_equal_class_counts_per_epoch():
+    from longtail.data.samplers import CyclingClassSampler
+
+    labels = torch.tensor(LABELS)
+    s = CyclingClassSampler(labels, seed=3)
+    assert len(s) == 129  # 3 x ceil(129 / 3)
+    for epoch in range(3):
+        s.set_epoch(epoch)
+        idx = torch.tensor(list(s))
+        assert torch.bincount(labels[idx], minlength=3).tolist() == [43, 43, 43]
+        # round-robin: each consecutive round of 3 visits every class once
+        assert all(sorted(labels[idx[k:k + 3]].tolist()) == [0, 1, 2] for k in range(0, 129, 3))
+        # class 1 (25 samples) cycles: its first 25 visits are all of its samples, once each
+        ones = idx[labels[idx] == 1]
+        assert sorted(ones[:25].tolist()) == list(range(100, 125))
+        assert sorted(ones[25:].tolist()) == sorted(set(ones[25:].tolist()))  # the next cycle repeats none either
+    # an absent class is never visited; counts stay exact
+    two = CyclingClassSampler([0, 0, 0, 2], num_samples=6)
+    assert torch.bincount(torch.tensor([0, 0, 0, 2])[torch.tensor(list(two))], minlength=3).tolist() == [3, 0, 3]
+
+
+def test_cycling_class_sampler_draws_depend_on_seed_and_epoch():
+    from longtail.data.samplers import CyclingClassSampler
+
+    def order(seed, epoch):
+        s = CyclingClassSampler(LABELS, seed=seed)
+        s.set_epoch(epoch)
+        return list(s)
+
+    assert order(0, 0) == order(0, 0) and order(1, 2) == order(1, 2)
+    assert order(0, 0) != order(0, 1) and order(0, 0) != order(1, 0)
+
+
+def test_cycling_class_sampler_rejects_counts_that_cannot_be_equal():
+    from longtail.data.samplers import CyclingClassSampler
+
+    with pytest.raises(LongtailError, match="multiple of the 3 classes"):
+        CyclingClassSampler(LABELS, num_samples=100)

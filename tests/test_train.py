@@ -134,3 +134,15 @@ def test_fit_gives_each_step_its_step_seed_and_steps_the_schedule_per_batch():
     assert seeds == [(5, 0, 0), (5, 0, 1), (5, 0, 2), (5, 1, 0), (5, 1, 1), (5, 1, 2)]
     # after step 3 of 6: (6 - 3) / (6 - 1) of the peak; after step 6: 0
     assert [row["lr"] for row in state.history] == pytest.approx([0.1 * 3 / 5, 0.0])
+
+
+def test_lt_schedule_is_cao_et_al_staircase_at_the_boundary_steps():
+    # 2 steps per epoch over the 200-epoch grid: epoch e covers steps 2e and 2e + 1
+    lrs = _lrs("lt", 0.1, 400)
+    want = {0: 0.02, 1: 0.02, 2: 0.04, 7: 0.08, 8: 0.1, 9: 0.1, 10: 0.1,  # lr * (e + 1) / 5, e = 0..4
+            319: 0.1, 320: 0.001, 359: 0.001, 360: 1e-5, 399: 1e-5}  # x0.01 from epoch 161, x0.0001 from 181
+    assert {s: lrs[s] for s in want} == pytest.approx(want)
+    # another length keeps the proportions: 20 epochs of 1 step, the first (0.5 grid epochs) at lr/5
+    short = _lrs("lt", 0.1, 20)
+    assert short[0] == pytest.approx(0.02) and short[15] == pytest.approx(0.1) and short[16] == pytest.approx(0.001)
+    assert short[18] == pytest.approx(1e-5)

@@ -69,8 +69,9 @@ class RunSettings:
 class TrainConfig(RunSettings):
     """Everything that decides a classifier run."""
 
-    recipe: str = setting("fast", "named defaults: 'fast' (SGD one-cycle, crop+flip) or 'seed' (the seed "
-                          "report's Adam setting)", choices="longtail.config:RECIPES")
+    recipe: str = setting("fast", "named defaults: 'fast' (SGD one-cycle, crop+flip), 'seed' (the seed "
+                          "report's Adam setting) or 'lt' (Cao et al. 2019's 200-epoch CIFAR setting)",
+                          choices="longtail.config:RECIPES")
     label_smoothing: float | None = setting(None, "label smoothing of the training loss", low=0, high=1,
                                             high_open=True)
     padding: str = setting("same", "SeedCNN convolution padding", choices=("same", "valid"))
@@ -93,6 +94,13 @@ class TrainConfig(RunSettings):
     transfer_layers: list[str] | None = setting(None, "with --init: the layers to copy, comma-separated (default: "
                                                 "all)", choices="longtail.transfer:LAYER_MAP")
     sync_bn: bool = setting(False, "under torchrun on GPUs: synchronise BatchNorm statistics across processes")
+
+    # --- long-tail benchmark (Cao et al. 2019 / Kang et al. 2020 / MiSLAS): DRS and calibration ---
+    rebalance_from_epoch: int = setting(0, "deferred re-sampling (DRS): apply --rebalance only from this epoch "
+                                        "(0-based) on; plain shuffled epochs of the original samples before it "
+                                        "(0: from the start)", low=0)
+    ece_bins: int = setting(15, "equal-width confidence bins of the test set's expected calibration error "
+                            "(15: MiSLAS, torchmetrics)", low=1, high=10_000)
 
     task = "classify"  # not a field: a classifier run's task is always classification
 
@@ -124,6 +132,12 @@ RECIPES: Registry[dict[str, Any]] = Registry("recipe", {
     # images/s, and 20 epochs reached the same test accuracy (0.8225 vs 0.8175, seed 0).
     "fast": dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4, schedule="onecycle",
                  label_smoothing=0.1, augment=["crop", "flip"]),
+    # The long-tail literature's CIFAR setting (Cao et al. 2019's code, used by most later papers): SGD
+    # momentum 0.9, lr 0.1, weight decay 2e-4, batch 128, 200 epochs, warm-up over 5 epochs and x0.01
+    # after 160, x0.0001 after 180 (schedule "lt"), crop + flip, no label smoothing. ldam-drw's default
+    # drw_epoch (0.8 x epochs) is then epoch 160, theirs.
+    "lt": dict(epochs=200, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=2e-4, schedule="lt",
+               label_smoothing=0.0, augment=["crop", "flip"]),
 })
 
 PRETRAIN_RECIPES: Registry[dict[str, Any]] = Registry("pretraining recipe", {

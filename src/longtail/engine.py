@@ -244,7 +244,30 @@ def _cosine(optimizer: torch.optim.Optimizer, total_steps: int):
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
 
-SCHEDULES = Registry("schedule", {"constant": _constant, "onecycle": _onecycle, "cosine": _cosine})
+# Cao et al. 2019's CIFAR schedule (LDAM-DRW, cifar_train.py, adjust_learning_rate), on its 200-epoch grid.
+LT_EPOCHS, LT_WARMUP, LT_DECAYS = 200, 5, ((180, 1e-4), (160, 1e-2))
+
+
+def lt_factor(epoch: int) -> float:
+    """Their rate for 0-based ``epoch`` over the peak: ``epoch = epoch + 1``; lr * epoch / 5 while
+    epoch <= 5 (a per-epoch staircase from lr/5 to lr), x0.0001 when epoch > 180, x0.01 when > 160."""
+    e = epoch + 1
+    if e <= LT_WARMUP:
+        return e / LT_WARMUP
+    for after, factor in LT_DECAYS:
+        if e > after:
+            return factor
+    return 1.0
+
+
+def _lt(optimizer: torch.optim.Optimizer, total_steps: int):
+    # Stepped per batch but constant within an epoch, as theirs is. A run of other length than 200
+    # epochs keeps the proportions: step s is in epoch floor(s * 200 / total_steps) of the grid.
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lt_factor(min(step * LT_EPOCHS // max(total_steps, 1), LT_EPOCHS - 1)))
+
+
+SCHEDULES = Registry("schedule", {"constant": _constant, "onecycle": _onecycle, "cosine": _cosine, "lt": _lt})
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str, lr: float, total_steps: int):

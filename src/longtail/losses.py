@@ -166,6 +166,62 @@ class FocalLoss(nn.Module):
         return reduce_weighted(per_sample, None if self.weight is None else self.weight[targets], self.reduction)
 
 
+class SigmoidClassBalancedFocal(nn.Module):
+    """Cui et al. 2019, class-balanced focal loss in the authors' sigmoid form.
+
+    Every class is its own binary problem with target t_c (the one-hot label, label-smoothed to
+    (1 - eps) t + eps / C when smoothing is on). Per sample i and class c:
+
+        l_ic = w_{y_i} * m_ic * BCE(z_ic, t_ic),  m_ic = exp(-gamma t_ic z_ic - gamma log(1 + exp(-z_ic)))
+
+    (m = (1 - sigmoid(z))^gamma for t = 1 and sigmoid(z)^gamma for t = 0, written as in their code so
+    soft targets behave as theirs would), summed over i and c and divided by sum t = the batch size.
+
+    Their method also starts the last layer's bias at -log(C - 1), so that sigmoid(z_c) = 1/C at
+    the start and the C - 1 negative terms do not swamp the loss in the first steps; the bias is
+    :attr:`init_bias`, applied by :func:`init_output_bias`.
+    """
+
+    def __init__(self, weight: torch.Tensor, gamma: float = 1.0, label_smoothing: float = 0.0):
+        super().__init__()
+        _check(gamma >= 0, f"focal gamma must not be negative, got {gamma}")
+        num_classes = int(weight.numel())
+        _check(num_classes >= 2, "the class-balanced focal loss needs at least two classes")
+        self.register_buffer("weight", weight)
+        self.gamma = float(gamma)
+        self.label_smoothing = label_smoothing
+        # two classes: -log(1) = 0, a sigmoid of 1/2 is already 1/C
+        self.init_bias = -math.log(num_classes - 1)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        z = logits.float() if logits.dtype != torch.float64 else logits
+        t = F.one_hot(targets, z.shape[1]).to(z.dtype)
+        if self.label_smoothing:
+            t = t * (1 - self.label_smoothing) + self.label_smoothing / z.shape[1]
+        bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
+        if self.gamma:
+            # softplus(-z) = log(1 + exp(-z)), without overflow for very negative z
+            bce = bce * torch.exp(-self.gamma * t * z - self.gamma * F.softplus(-z))
+        w = self.weight.to(z.dtype)[targets, None]  # w_y broadcast over the classes
+        return (w * bce).sum() / t.sum()
+
+
+def init_output_bias(model: nn.Module, loss: nn.Module) -> bool:
+    """Set the bias of ``model``'s last ``nn.Linear`` to ``loss.init_bias`` when the loss has one
+    (the sigmoid class-balanced focal loss); True when a bias was set. Losses without an
+    ``init_bias`` leave the model as it is."""
+    bias = getattr(loss, "init_bias", None)
+    if bias is None:
+        return False
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears or linears[-1].bias is None:
+        raise LongtailError(f"this loss starts the output layer's bias at {bias:.4f}, but the model's last layer "
+                            "is not a Linear layer with a bias")
+    with torch.no_grad():
+        linears[-1].bias.fill_(bias)
+    return True
+
+
 class LDAMLoss(nn.Module):
     """Cao et al. 2019, label-distribution-aware margins with deferred re-weighting (DRW).
 
@@ -244,11 +300,32 @@ def _weighted(ctx: LossContext) -> nn.Module:
 
 @register_loss("cb")
 def _cb(ctx: LossContext) -> nn.Module:
-    # Cui et al. weight each sample's loss and average over the batch (reduction "mean"); gamma > 0
-    # gives their class-balanced focal loss, gamma = 0 (default) class-balanced cross-entropy.
-    p = loss_params(ctx, "cb", {"beta": 0.9999, "gamma": 0.0, "reduction": "mean"})
+    # Cui et al.'s class-balanced softmax cross-entropy: each sample's loss weighted by w_y and
+    # averaged over the batch (reduction "mean"). Its focal versions are separate names, since
+    # "cb with gamma" once meant a softmax focal loss that is not the authors' (sigmoid) one.
+    if "gamma" in ctx.params:
+        raise LongtailError("loss 'cb' is class-balanced cross-entropy and takes no gamma; for a focal term use "
+                            "'cb-focal' (Cui et al.'s sigmoid form) or 'cb-softmax-focal'")
+    p = loss_params(ctx, "cb", {"beta": 0.9999, "reduction": "mean"})
+    return FocalLoss(0.0, class_balanced_weights(ctx.class_counts, p["beta"]), p["reduction"], ctx.label_smoothing)
+
+
+@register_loss("cb-softmax-focal")
+def _cb_softmax_focal(ctx: LossContext) -> nn.Module:
+    # The softmax focal loss of Lin et al. weighted by the class-balanced w_y: what 'cb' with
+    # gamma > 0 computed before 'cb-focal' followed the authors' sigmoid form. Kept for comparison.
+    p = loss_params(ctx, "cb-softmax-focal", {"beta": 0.9999, "gamma": 1.0, "reduction": "mean"})
     return FocalLoss(p["gamma"], class_balanced_weights(ctx.class_counts, p["beta"]), p["reduction"],
                      ctx.label_smoothing)
+
+
+@register_loss("cb-focal")
+def _cb_focal(ctx: LossContext) -> nn.Module:
+    # Cui et al. 2019's CIFAR setting: beta = 0.9999, gamma = 1 (their best class-balanced focal
+    # loss on CIFAR-10-LT at ratio 100).
+    p = loss_params(ctx, "cb-focal", {"beta": 0.9999, "gamma": 1.0})
+    return SigmoidClassBalancedFocal(class_balanced_weights(ctx.class_counts, p["beta"]), p["gamma"],
+                                     ctx.label_smoothing)
 
 
 @register_loss("focal")

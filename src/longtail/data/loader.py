@@ -71,9 +71,21 @@ class BatchLoader:
     def num_samples(self) -> int:
         return self._epoch_size()
 
-    def _epoch_size(self) -> int:
-        n = len(self.index_order(0, torch.Generator().manual_seed(0))) if self.index_order else self.images.shape[0]
+    def _epoch_size(self, epoch: int = 0) -> int:
+        n = (len(self.index_order(epoch, torch.Generator().manual_seed(0))) if self.index_order
+             else self.images.shape[0])
         return -(-n // self.world_size)  # every rank the same count (see _global_order), or DDP would hang
+
+    def steps_in(self, epoch: int) -> int:
+        """Steps of ``epoch``. ``len()`` is epoch 0's; they differ only under deferred re-sampling
+        with a copy-type rebalancer (the original samples before the switch, all copies after)."""
+        return -(-self._epoch_size(epoch) // self.batch_size)
+
+    def total_steps(self, epochs: int) -> int:
+        """Steps of epochs 0 .. epochs - 1 together (what a per-step schedule spans)."""
+        if self.index_order is None:
+            return epochs * len(self)
+        return sum(self.steps_in(e) for e in range(epochs))
 
     def _global_order(self, epoch: int) -> torch.Tensor:
         g = derived_generator(self.seed, epoch, 0xD47A)
@@ -99,7 +111,7 @@ class BatchLoader:
         # are then exactly the single-process batch, augmentation included.
         full = self._global_order(epoch).to(self.device)
         global_batch = self.batch_size * self.world_size
-        for step in range(start_step, len(self)):
+        for step in range(start_step, -(-full.numel() // global_batch)):
             batch = full[step * global_batch:(step + 1) * global_batch]
             x = self.images[batch].to(torch.float32).div_(255)
             if self.copy_augment is not None and self.copy_mask is not None:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from longtail.data.imbalance import apply_profile, indices_hash
-from longtail.data.rebalance import rebalance
+from longtail.data.rebalance import deferred, rebalance
 from longtail.data.split import stratified_take, train_val_split
 from longtail.errors import LongtailError
 from longtail.seeding import derived_generator
@@ -79,6 +79,7 @@ def prepare_data(cfg: Any, ds) -> PreparedData:
                             "(raise --limit-train or change the imbalance profile)")
     rb = rebalance(getattr(cfg, "rebalance", "none"), ds.train_images[train_idx], labels, c,
                    derived_generator(cfg.seed, 0x2B))
+    rb = deferred(rb, labels.numel(), getattr(cfg, "rebalance_from_epoch", 0))  # DRS: plain epochs first
     test_images, test_labels = ds.test_images, ds.test_labels
     if cfg.limit_test is not None and cfg.limit_test < test_labels.numel():
         sub = stratified_take(test_labels, cfg.limit_test, c, torch.Generator().manual_seed(cfg.split_seed + 2))

@@ -18,12 +18,17 @@ Minority classes are those with fewer than half the largest class's samples
   vertical flip, brightness and contrast change every epoch instead of being a fixed copy.
 - ``class-balanced`` / ``sqrt``: the data stay as they are; each epoch draws as many indices as
   there are samples, class j with probability proportional to 1 (resp. sqrt(n_j)).
+With ``rebalance_from_epoch`` = E > 0 (deferred re-sampling, :func:`deferred`), any of them applies
+from epoch E on; epochs before E are plain shuffles of the original samples.
+- ``class-aware`` (Kang et al. 2020): the data stay as they are; each epoch visits the classes
+  round-robin (shuffled class order per round), each class cycling through its shuffled samples,
+  so every epoch holds exactly equal class counts (C x ceil(N / C) indices).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -31,7 +36,7 @@ from longtail.data.augment import (BatchAugment, adjust_brightness, adjust_contr
                                    random_contrast, random_hflip, random_vflip)
 from longtail.data.imbalance import minority_classes
 from longtail.data.loader import IndexOrder
-from longtail.data.samplers import ClassBalancedSampler, SquareRootSampler
+from longtail.data.samplers import ClassBalancedSampler, CyclingClassSampler, SquareRootSampler
 from longtail.registry import Registry
 
 # Fixed augmented copies change brightness and contrast by a factor 1 +- U(0.2, 0.4): far enough
@@ -169,10 +174,37 @@ def _class_balanced(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     return Rebalanced(images, labels, index_order=lambda epoch, gen: sampler.draw(gen))
 
 
+@register_rebalancer("class-aware")
+def _class_aware(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+    sampler = CyclingClassSampler(labels)
+    return Rebalanced(images, labels, index_order=lambda epoch, gen: sampler.draw(gen))
+
+
 @register_rebalancer("sqrt")
 def _sqrt(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     sampler = SquareRootSampler(labels)
     return Rebalanced(images, labels, index_order=lambda epoch, gen: sampler.draw(gen))
+
+
+def deferred(rb: Rebalanced, n_original: int, from_epoch: int) -> Rebalanced:
+    """Deferred re-sampling (DRS, Cao et al. 2019): ``rb`` applies from epoch ``from_epoch``
+    (0-based) on; before it the epochs are plain instance sampling of the ``n_original`` input
+    samples, exactly the order a run without rebalancing draws (the loader's shuffle is
+    ``randperm(N)`` from the same generator). Every rebalancer puts the original samples first,
+    so a copy-type rebalancer's enlarged set is restricted to its first ``n_original`` positions:
+    before the switch an epoch is N samples long, after it the enlarged set's length."""
+    if from_epoch <= 0:
+        return rb
+    if rb.source is not None and not torch.equal(rb.source[:n_original], torch.arange(n_original)):
+        raise AssertionError("a rebalancer must put the original samples first")  # a bug, not a user error
+    later, n_all = rb.index_order, rb.labels.numel()
+
+    def order(epoch: int, g: torch.Generator) -> torch.Tensor:
+        if epoch < from_epoch:
+            return torch.randperm(n_original, generator=g)
+        return later(epoch, g) if later is not None else torch.randperm(n_all, generator=g)
+
+    return replace(rb, index_order=order)
 
 
 def rebalance(name: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int,

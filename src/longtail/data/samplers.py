@@ -12,6 +12,9 @@ They work in any PyTorch code::
     for epoch in range(epochs):
         sampler.set_epoch(epoch)  # a fresh draw per epoch, reproducible from (seed, epoch)
         for x, y in loader: ...
+
+:class:`CyclingClassSampler` is Kang et al.'s "class-aware sampler": not random class draws but a
+round-robin over the classes, so every epoch holds exactly equal class counts.
 """
 
 from __future__ import annotations
@@ -78,3 +81,64 @@ class SquareRootSampler(ClassAwareSampler):
 
     def __init__(self, labels: Sequence[int] | torch.Tensor, num_samples: int | None = None, seed: int = 0):
         super().__init__(labels, 0.5, num_samples, seed)
+
+
+class CyclingClassSampler(Sampler[int]):
+    """The "class-aware sampler" of Kang et al. 2020 (Decoupling; from Shen et al. 2016): every epoch
+    holds exactly equal class counts.
+
+    Classes are visited round-robin: the epoch is a run of shuffled class orders (a fresh
+    permutation of the classes each round), and each visit to class j takes the next sample of
+    class j's own cycle (its samples in a shuffled order, reshuffled whenever the cycle wraps), so
+    within an epoch no sample of a class repeats before all of that class's samples were drawn.
+
+    Unlike the authors' iterators, which carry their position over from epoch to epoch, every
+    epoch here is drawn afresh from its generator: the order of epoch e depends on (seed, e) only,
+    which is what resuming mid-run needs. ``num_samples`` defaults to the smallest multiple of the
+    number of classes that is at least the number of samples (the epoch size of the other
+    samplers); the authors' code uses C x the largest class count. It must be a multiple of the
+    number of classes present, or the counts could not be equal.
+    """
+
+    def __init__(self, labels: Sequence[int] | torch.Tensor, num_samples: int | None = None, seed: int = 0):
+        self.labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+        if self.labels.numel() == 0:
+            raise LongtailError("a class-aware sampler needs at least one label")
+        if (self.labels < 0).any():
+            raise LongtailError("class labels must be non-negative integers")
+        counts = torch.bincount(self.labels)
+        self.classes = torch.nonzero(counts).flatten()  # classes absent from the labels are never visited
+        c = self.classes.numel()
+        if num_samples is None:
+            num_samples = -(-self.labels.numel() // c) * c
+        if num_samples <= 0 or num_samples % c:
+            raise LongtailError(f"num_samples must be a positive multiple of the {c} classes present, got {num_samples}")
+        self.num_samples = int(num_samples)
+        # each class's sample positions, in label order
+        self.members = [torch.nonzero(self.labels == j).flatten() for j in self.classes.tolist()]
+        self.seed = seed
+        self.epoch = 0
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """One epoch's indices: num_samples / C rounds of a shuffled class order."""
+        c = self.classes.numel()
+        rounds = self.num_samples // c
+        # slot k of the epoch visits class slot_class[k]: each round a fresh permutation of the classes
+        slot_class = torch.argsort(torch.rand(rounds, c, generator=generator), dim=1).flatten()
+        out = torch.empty(self.num_samples, dtype=torch.long)
+        for j, members in enumerate(self.members):
+            n = members.numel()
+            cycles = -(-rounds // n)
+            # concatenated permutations of the class's samples: the cycle reshuffled at each wrap
+            stream = members[torch.argsort(torch.rand(cycles, n, generator=generator), dim=1).flatten()[:rounds]]
+            out[slot_class == j] = stream  # the k-th visit to class j takes the k-th sample of its cycle
+        return out
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.draw(derived_generator(self.seed, self.epoch, 0x5A)).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples

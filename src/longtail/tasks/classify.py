@@ -18,8 +18,9 @@ from longtail.device import autocast
 from longtail.distributed import DistContext, all_reduce_sum
 from longtail.engine import FitState
 from longtail.errors import LongtailError
-from longtail.losses import LossContext, build_loss
-from longtail.metrics import accuracy, classification_report, confusion_matrix
+from longtail.losses import LossContext, build_loss, init_output_bias
+from longtail.metrics import (accuracy, accuracy_by_class_size, accuracy_by_thirds, calibration_bins,
+                              classification_report, confusion_matrix, expected_calibration_error)
 from longtail.models import SeedCNN, SeedCNNConfig, arch_record
 from longtail.tasks.base import RunTask
 from longtail.transfer import init_from_jigsaw, transferred_layers
@@ -61,6 +62,27 @@ def confusion(model: nn.Module, loader: BatchLoader, precision: str, num_classes
     return cm, total / max(int(cm.sum()), 1)
 
 
+@torch.no_grad()
+def calibration(model: nn.Module, loader: BatchLoader, precision: str, num_bins: int,
+                logit_adjustment: torch.Tensor | None = None) -> torch.Tensor:
+    """The split's calibration bins (:func:`longtail.metrics.calibration_bins`) of the softmax
+    confidence of the predicted class, for the predictions the run reports (post-hoc adjusted
+    when the loss asks for it); summed across processes like the confusion matrix. Once, at the
+    end: not worth a second pass over the test set every epoch."""
+    was_training = model.training
+    model.eval()
+    bins = torch.zeros(3, num_bins, dtype=torch.float64)
+    for x, y in loader.epoch(0):
+        with autocast(loader.device, precision):
+            logits = model(x).float()
+        if logit_adjustment is not None:
+            logits = logits - logit_adjustment.to(logits.device)
+        conf, pred = torch.softmax(logits, dim=1).max(dim=1)
+        bins += calibration_bins(conf, pred == y, num_bins)
+    model.train(was_training)
+    return all_reduce_sum(bins)
+
+
 class ClassifyTask(RunTask):
     kind = "classifier"
 
@@ -68,6 +90,11 @@ class ClassifyTask(RunTask):
     def check_settings(cls, cfg: TrainConfig) -> None:
         if cfg.transfer_layers is not None:
             transferred_layers(cfg.transfer_layers)
+        if cfg.rebalance_from_epoch and cfg.rebalance_from_epoch >= cfg.epochs:
+            raise LongtailError(f"--rebalance-from-epoch {cfg.rebalance_from_epoch} is not before the run's end "
+                                f"(epochs 0 to {cfg.epochs - 1}): the rebalancing would never apply")
+        if cfg.rebalance_from_epoch and cfg.rebalance == "none":
+            raise LongtailError("--rebalance-from-epoch defers a rebalance method, but --rebalance is none")
 
     def __init__(self, cfg: TrainConfig, ds, data: PreparedData, device: torch.device, ctx: DistContext):
         self.cfg = cfg
@@ -88,6 +115,7 @@ class ClassifyTask(RunTask):
         self.arch = arch_record("SeedCNN", model.config)
         self.loss_fn = build_loss(cfg.loss, LossContext(torch.tensor(data.train_counts), cfg.epochs,
                                                         cfg.label_smoothing, cfg.loss_params)).to(device)
+        init_output_bias(self.model, self.loss_fn)  # part of cb-focal (Cui et al.): last bias -log(C - 1)
         self.logit_adjustment = getattr(self.loss_fn, "posthoc_adjustment", None)
 
     def slow_layers(self) -> tuple[set[str], float]:
@@ -167,6 +195,14 @@ class ClassifyTask(RunTask):
             "kept_class_counts": data.kept_counts,
             "kept_indices_hash": data.kept_hash,
         }
+        # long-tail figures (MiSLAS / Kang et al.): calibration and accuracy by training class size
+        # (the kept counts: the data set's own shape, before any oversampling)
+        summary["test_ece"] = expected_calibration_error(
+            calibration(model, test, precision, self.cfg.ece_bins, self.logit_adjustment))
+        summary["test_acc_by_class_size"] = accuracy_by_class_size(data.kept_counts, report["per_class_acc"])
+        thirds = accuracy_by_thirds(data.kept_counts, report["per_class_acc"])
+        if thirds is not None:
+            summary["test_acc_by_thirds"] = thirds
         if self.transfer_log is not None:
             summary["transfer"] = self.transfer_log
         return summary
