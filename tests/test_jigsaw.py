@@ -359,7 +359,7 @@ def test_pretrain_config_recipes_and_checks(tmp_path):
     toml = tmp_path / "p.toml"
     toml.write_text('recipe = "improved"\nepochs = 3\n')
     assert resolve_pretrain_config(cli={"epochs": 2}, toml_path=toml).epochs == 2
-    for bad, match in [({"recipe": "best"}, "recipe"), ({"task": "rotation"}, "task"), ({"tau": 0}, "tau"),
+    for bad, match in [({"recipe": "best"}, "recipe"), ({"task": "colorize"}, "task"), ({"tau": 0}, "tau"),
                        ({"grayscale": 1.5}, "grayscale"), ({"grid": 1}, "grid"), ({"tile_size": 3}, "unknown key")]:
         with pytest.raises(LongtailError, match=match):
             resolve_pretrain_config(cli=bad)
