@@ -324,7 +324,8 @@ def test_evaluation_puzzles_are_the_same_every_time():
 
 REQUIRED_ROW_KEYS = {"epoch", "lr", "train_loss", "seconds", "images_per_s", "val_loss", "val_position_acc_argmax",
                      "val_puzzle_acc_argmax", "val_position_acc_hungarian", "val_puzzle_acc_hungarian",
-                     "val_confidence"}
+                     "val_confidence", "val_kendall_tau_hungarian", "val_puzzle_error_hungarian",
+                     "val_kendall_tau_argmax", "val_puzzle_error_argmax"}
 
 
 def test_one_epoch_on_2000_images_beats_chance(cifar, tmp_path):
@@ -359,7 +360,7 @@ def test_pretrain_config_recipes_and_checks(tmp_path):
     toml = tmp_path / "p.toml"
     toml.write_text('recipe = "improved"\nepochs = 3\n')
     assert resolve_pretrain_config(cli={"epochs": 2}, toml_path=toml).epochs == 2
-    for bad, match in [({"recipe": "best"}, "recipe"), ({"task": "rotation"}, "task"), ({"tau": 0}, "tau"),
+    for bad, match in [({"recipe": "best"}, "recipe"), ({"task": "colorize"}, "task"), ({"tau": 0}, "tau"),
                        ({"grayscale": 1.5}, "grayscale"), ({"grid": 1}, "grid"), ({"tile_size": 3}, "unknown key")]:
         with pytest.raises(LongtailError, match=match):
             resolve_pretrain_config(cli=bad)
@@ -408,3 +409,121 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_numbers(tiny_folder, tmp_pa
     assert resumed["test_loss"] == straight["test_loss"]
     a, b = (load_checkpoint(tmp_path / run / "checkpoint.pt")["model"] for run in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- permutation sets (Noroozi & Favaro 2016) --------------------------------------------------
+
+
+def test_permutation_set_has_k_distinct_members_at_the_pinned_minimum_distance():
+    from longtail.jigsaw.permutations import maximal_hamming_permutations, min_pairwise_hamming
+
+    perms = maximal_hamming_permutations(3, 10, seed=0)
+    assert perms.shape == (10, 9)
+    assert len({tuple(p) for p in perms.tolist()}) == 10
+    assert all(sorted(p) == list(range(9)) for p in perms.tolist())
+    # computed once and pinned: greedy max-min from seed 0's first member reaches 8 of 9 positions
+    assert min_pairwise_hamming(perms) == 8
+    assert perms[0].tolist() == [5, 6, 7, 0, 2, 8, 3, 1, 4]
+    # independent check of the distance: plain Python over all pairs
+    rows = perms.tolist()
+    assert min(sum(a != b for a, b in zip(p, q)) for p, q in itertools.combinations(rows, 2)) == 8
+    # the default K=100 set
+    assert min_pairwise_hamming(maximal_hamming_permutations(3, 100, seed=0)) == 6
+
+
+def test_permutation_set_depends_on_the_seed_only():
+    from longtail.jigsaw.permutations import maximal_hamming_permutations
+
+    a, b = maximal_hamming_permutations(3, 10, 0), maximal_hamming_permutations(3, 10, 0)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, maximal_hamming_permutations(3, 10, 1))
+    # all 24 of a 2x2 grid can be chosen
+    assert len({tuple(p) for p in maximal_hamming_permutations(2, 24, 0).tolist()}) == 24
+
+
+@pytest.mark.parametrize("grid,k,match", [(2, 25, "24 tile orderings"), (3, 362881, "362880"),
+                                          (4, 10, "up to a 3x3 grid")])
+def test_permutation_set_refuses_impossible_sizes(grid, k, match):
+    from longtail.jigsaw.permutations import check_permutation_count
+
+    with pytest.raises(LongtailError, match=match):
+        check_permutation_count(grid, k)
+
+
+def test_pretrain_refuses_more_permutations_than_the_grid_has_in_one_line(capsys, tiny_folder, tmp_path):
+    from conftest import one_line_error
+
+    folder = tiny_folder(tmp_path / "img", classes=2, per_class=4, size=16)
+    one_line_error(capsys, ["pretrain", "--data", str(folder), "--out", str(tmp_path / "r"), "--jigsaw-head",
+                            "classify", "--permutations", "25"], "24 tile orderings")
+    one_line_error(capsys, ["pretrain", "--data", str(folder), "--out", str(tmp_path / "r"), "--grid", "3"],
+                   "does not divide")
+
+
+def test_classify_head_run_stores_its_permutation_set(tiny_folder, tmp_path):
+    from longtail.config import resolve_pretrain_config
+    from longtail.jigsaw.permutations import maximal_hamming_permutations
+    from longtail.run import run as run_pretraining
+    from longtail.runs import load_checkpoint
+
+    folder = tiny_folder(tmp_path / "img", classes=2, per_class=8, size=24)
+    cfg = resolve_pretrain_config(base=dict(data=str(folder), out=str(tmp_path / "run"), epochs=1, batch_size=8,
+                                            grid=3, jigsaw_head="classify", permutations=10, quiet=True,
+                                            precision="fp32"))
+    summary = run_pretraining(cfg)
+    expected = maximal_hamming_permutations(3, 10, 0).tolist()
+    assert summary["permutations"] == expected and summary["permutation_min_hamming"] == 8
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["permutations"] == expected and ckpt["arch"]["name"] == "JigsawClassifyNet"
+    for key in ("permutation_acc", "position_acc_classify", "kendall_tau_classify", "puzzle_error_classify"):
+        assert f"test_{key}" in summary and f"val_{key}" in summary
+    assert summary["test_puzzle_error_classify"] == pytest.approx(1 - summary["test_permutation_acc"])
+
+
+def test_classify_objective_labels_name_the_shuffle():
+    from longtail.jigsaw.objective import PermutationClassObjective
+    from longtail.jigsaw.permutations import maximal_hamming_permutations
+
+    perms = maximal_hamming_permutations(3, 10, 0)
+    x = torch.rand(6, 3, 12, 12)
+    tiles, classes = PermutationClassObjective(3, perms).puzzles(x, torch.Generator().manual_seed(0), train=True)
+    target = permutation_matrices_of(perms[classes])
+    assert torch.equal(reassemble(tiles, target, 3), x)
+
+
+def permutation_matrices_of(positions):
+    return torch.nn.functional.one_hot(positions, positions.shape[1]).float()
+
+
+# --- Gumbel-Sinkhorn's figures (Mena et al. 2018) ----------------------------------------------
+
+
+def test_kendall_tau_matches_scipy_on_random_permutations():
+    from scipy.stats import kendalltau
+
+    from longtail.jigsaw.metrics import kendall_tau
+
+    g = torch.Generator().manual_seed(0)
+    true = torch.rand(50, 9, generator=g).argsort(dim=1)
+    predicted = torch.rand(50, 9, generator=g).argsort(dim=1)
+    predicted[:5] = true[:5]  # some solved
+    predicted[5:8] = true[5:8].flip(1)  # some reversed
+    expected = sum(kendalltau(p, t).statistic for p, t in zip(predicted.tolist(), true.tolist())) / 50
+    assert kendall_tau(predicted, true) == pytest.approx(expected, abs=1e-12)
+    assert kendall_tau(true, true) == 1.0
+    # argmax decoding may repeat a position: ties, scipy's tau-b
+    tied = torch.randint(0, 9, (30, 9), generator=g)
+    tied[tied[:, 0] == tied[:, 1], 1] = (tied[tied[:, 0] == tied[:, 1], 0] + 1) % 9  # never all one value
+    expected = sum(kendalltau(p, t).statistic for p, t in zip(tied.tolist(), true[:30].tolist())) / 30
+    assert kendall_tau(tied, true[:30]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_jigsaw_metrics_include_kendall_tau_and_puzzle_error():
+    true = torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]])
+    target = torch.nn.functional.one_hot(true, 4).float()
+    scores = target.clone()
+    scores[1] = torch.nn.functional.one_hot(torch.tensor([1, 0, 2, 3]), 4).float()  # one swap
+    out = jigsaw_metrics(torch.log(scores.clamp_min(1e-6)), target)
+    # puzzle 2: one discordant pair of six -> tau = (5 - 1) / 6
+    assert out["kendall_tau_hungarian"] == pytest.approx((1 + 4 / 6) / 2)
+    assert out["puzzle_error_hungarian"] == pytest.approx(0.5) and out["puzzle_error_argmax"] == pytest.approx(0.5)

@@ -132,8 +132,8 @@ def test_grid_that_does_not_divide_the_image_is_one_line(folder, tmp_path, capsy
 
 
 def test_unknown_task_is_one_line(folder, tmp_path, capsys):
-    _one_line_error(capsys, ["pretrain", "--task", "rotation", "--data", str(folder), "--out", str(tmp_path / "p")],
-                    "unknown pretext task 'rotation'")
+    _one_line_error(capsys, ["pretrain", "--task", "colorize", "--data", str(folder), "--out", str(tmp_path / "p")],
+                    "unknown pretext task 'colorize'")
 
 
 def _classifier_checkpoint(path):

@@ -121,6 +121,13 @@ class PretrainConfig(RunSettings):
     tile_norm: bool | None = setting(None, "anti-shortcut: standardize each tile per channel")
     grayscale: float | None = setting(None, "anti-shortcut: probability of turning an image's tiles grey", low=0,
                                       high=1)
+    # Jigsaw as a K-way classification over a fixed permutation set (Noroozi & Favaro 2016); docs/jigsaw.md.
+    jigsaw_head: str = setting("sinkhorn", "jigsaw output: 'sinkhorn' (a tile->position matrix) or 'classify' "
+                               "(which of a fixed set of permutations)", choices=("sinkhorn", "classify"))
+    permutations: int = setting(100, "jigsaw_head 'classify': K, the size of the permutation set (chosen for "
+                                "maximal Hamming distance)", low=1, high=362880)
+    permutation_seed: int = setting(0, "jigsaw_head 'classify': seed of the permutation set's first member",
+                                    low=0, high=2**31 - 1)
 
 
 RECIPES: Registry[dict[str, Any]] = Registry("recipe", {

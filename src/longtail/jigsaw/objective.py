@@ -14,7 +14,7 @@ from torch import nn
 from longtail.data.loader import BatchLoader
 from longtail.seeding import derived_generator
 from longtail.device import autocast
-from longtail.jigsaw.metrics import jigsaw_metrics
+from longtail.jigsaw.metrics import jigsaw_metrics, position_figures
 from longtail.jigsaw.sinkhorn import DEFAULT_ITERS, DEFAULT_TAU, log_sinkhorn
 from longtail.jigsaw.tiles import TileOptions, make_puzzles
 
@@ -75,3 +75,47 @@ class JigsawObjective:
         log_probs, target, loss = self.predict(model, loader, precision)
         metrics = jigsaw_metrics(log_probs, target)
         return {"loss": loss, **metrics, "score": metrics["puzzle_acc_hungarian"]}
+
+
+class PermutationClassObjective:
+    """The puzzle as a K-way classification (Noroozi & Favaro 2016): each image is shuffled by a
+    member of a fixed permutation set, drawn per image from the step's generator, and the net
+    names which member by cross-entropy. Evaluation decodes the predicted member back to tile
+    positions, so the position figures compare with the Sinkhorn head's ("_classify" suffix)."""
+
+    def __init__(self, grid: int, permutations: torch.Tensor, tile_options: TileOptions = TileOptions()):
+        self.grid = grid
+        self.permutations = permutations.long().cpu()
+        self.tile_options = tile_options
+
+    def puzzles(self, x: torch.Tensor, generator: torch.Generator,
+                train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shuffled tiles and their (N,) class: the index of the set member that shuffled them."""
+        classes = torch.randint(len(self.permutations), (x.shape[0],), generator=generator)
+        tiles, _ = make_puzzles(x, self.grid, generator, self.tile_options, train=train,
+                                positions=self.permutations[classes])
+        return tiles, classes.to(x.device)
+
+    def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
+        tiles, classes = self.puzzles(x, derived_generator(*step_seed, TRAIN_STREAM), train=True)
+        return F.cross_entropy(model(tiles).float(), classes)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: BatchLoader, precision: str) -> dict:
+        was_training = model.training
+        model.eval()
+        logits_all, classes_all = [], []
+        for step, (x, _) in enumerate(loader.epoch(0)):
+            tiles, classes = self.puzzles(x, derived_generator(EVAL_SEED, step), train=False)
+            with autocast(loader.device, precision):
+                logits_all.append(model(tiles).float().cpu())
+            classes_all.append(classes.cpu())
+        model.train(was_training)
+        logits, classes = torch.cat(logits_all), torch.cat(classes_all)
+        predicted = logits.argmax(dim=1)
+        accuracy = float((predicted == classes).double().mean())
+        return {"loss": float(F.cross_entropy(logits, classes)), "permutation_acc": accuracy,
+                **position_figures(self.permutations[predicted], self.permutations[classes], "classify"),
+                # the softmax probability of the true member: the classification head's confidence
+                "confidence": float(logits.softmax(dim=1).gather(1, classes[:, None]).double().mean()),
+                "score": accuracy}

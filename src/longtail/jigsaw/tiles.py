@@ -78,16 +78,19 @@ def unshuffle_tiles(shuffled: torch.Tensor, positions: torch.Tensor) -> torch.Te
 
 
 def make_puzzles(x: torch.Tensor, grid: int, generator: torch.Generator,
-                 options: TileOptions = TileOptions(), train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                 options: TileOptions = TileOptions(), train: bool = True,
+                 positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Tiles (N, grid*grid, C, h, w) of every image, shuffled, and their (N, k, k) permutation matrices.
 
     Random draws come from ``generator`` (on the CPU), so the same generator state gives the same
     puzzles. With ``train=False`` the anti-shortcut measures keep only their deterministic part
     (a centred crop for ``gap``, ``tile_norm``), so evaluation puzzles do not vary by chance.
+    ``positions`` (N, k) imposes the shuffles (members of a permutation set) instead of drawing them.
     """
     tiles = cut_tiles(x, grid)
     n, k = tiles.shape[:2]
-    positions = random_positions(n, k, generator)
+    if positions is None:
+        positions = random_positions(n, k, generator)
     if train and options.grayscale > 0:
         tiles = random_grayscale(tiles, options.grayscale, generator)
     if options.gap > 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from longtail.errors import LongtailError
+from longtail.models.jigsaw_classify_net import JigsawClassifyNet, JigsawClassifyNetConfig
 from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
 from longtail.registry import Registry
@@ -17,6 +18,7 @@ from longtail.registry import Registry
 ARCHITECTURES: Registry[tuple[type[nn.Module], type]] = Registry("architecture", {
     "SeedCNN": (SeedCNN, SeedCNNConfig),
     "JigsawNet": (JigsawNet, JigsawNetConfig),
+    "JigsawClassifyNet": (JigsawClassifyNet, JigsawClassifyNetConfig),
 })
 
 

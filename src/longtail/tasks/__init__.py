@@ -12,6 +12,7 @@ from longtail.registry import Registry
 from longtail.tasks.base import RunTask
 from longtail.tasks.classify import ClassifyTask
 from longtail.tasks.jigsaw import JigsawTask
+from longtail.tasks.rotation import RotationTask
 
-PRETEXT_TASKS: Registry[type[RunTask]] = Registry("pretext task", {"jigsaw": JigsawTask})
+PRETEXT_TASKS: Registry[type[RunTask]] = Registry("pretext task", {"jigsaw": JigsawTask, "rotation": RotationTask})
 TASKS: Registry[type[RunTask]] = Registry("task", {"classify": ClassifyTask, **PRETEXT_TASKS})

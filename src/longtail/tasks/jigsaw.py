@@ -2,6 +2,11 @@
 BCE against the permutation matrix (:mod:`longtail.jigsaw`). The model is selected on the
 validation split's whole-puzzle accuracy (Hungarian decoding); its trunk is what
 :mod:`longtail.transfer` moves into a classifier.
+
+With ``jigsaw_head = "classify"`` the puzzle is instead a K-way classification over a fixed set of
+permutations far apart in Hamming distance (Noroozi & Favaro 2016; :mod:`longtail.jigsaw.permutations`),
+selected on permutation accuracy. The set follows from (grid, permutations, permutation_seed) and is
+stored in the checkpoint and the summary, so a class index can be read back as a tile order.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from longtail.data.prepare import PreparedData
 from longtail.distributed import DistContext
 from longtail.engine import FitState
 from longtail.errors import LongtailError
-from longtail.jigsaw.objective import JigsawObjective
+from longtail.jigsaw.objective import JigsawObjective, PermutationClassObjective
+from longtail.jigsaw.permutations import check_permutation_count, maximal_hamming_permutations, min_pairwise_hamming
 from longtail.jigsaw.tiles import TileOptions, tile_size
-from longtail.models import JigsawNet, JigsawNetConfig, arch_record
+from longtail.models import JigsawClassifyNet, JigsawClassifyNetConfig, JigsawNet, JigsawNetConfig, arch_record
 from longtail.tasks.base import RunTask
 
 
@@ -27,18 +33,44 @@ class JigsawTask(RunTask):
     # statistics), so the figures agree without gathering decoded puzzles.
     shard_eval = False
 
+    @classmethod
+    def check_settings(cls, cfg: PretrainConfig) -> None:
+        if cfg.jigsaw_head == "classify":
+            check_permutation_count(cfg.grid, cfg.permutations)
+
     def __init__(self, cfg: PretrainConfig, ds, data: PreparedData, device: torch.device, ctx: DistContext):
         channels, height, width = ds.image_shape
         tile = tile_size(height, width, cfg.grid)
         if cfg.gap and not cfg.gap < min(tile):
             raise LongtailError(f"gap must be below the tile size ({tile[1]}x{tile[0]} px), got {cfg.gap}")
         self.grid = cfg.grid
+        self.head = cfg.jigsaw_head
+        options = TileOptions(gap=cfg.gap, tile_norm=cfg.tile_norm, grayscale=cfg.grayscale)
+        self.permutations: torch.Tensor | None = None
+        if self.head == "classify":
+            self.permutations = maximal_hamming_permutations(cfg.grid, cfg.permutations, cfg.permutation_seed)
+            self.permutation_seed = cfg.permutation_seed
+            net_config = JigsawClassifyNetConfig(in_channels=channels, grid=cfg.grid, tile_size=tile,
+                                                 permutations=cfg.permutations)
+            self.model = JigsawClassifyNet(net_config).to(device).to(memory_format=torch.channels_last)
+            self.arch = arch_record("JigsawClassifyNet", net_config)
+            self.objective = PermutationClassObjective(cfg.grid, self.permutations, options)
+            return
         net_config = JigsawNetConfig(in_channels=channels, grid=cfg.grid, tile_size=tile)
         self.model = JigsawNet(net_config).to(device).to(memory_format=torch.channels_last)
         self.arch = arch_record("JigsawNet", net_config)
-        self.objective = JigsawObjective(cfg.grid, TileOptions(gap=cfg.gap, tile_norm=cfg.tile_norm,
-                                                               grayscale=cfg.grayscale),
-                                         cfg.sinkhorn_iters, cfg.tau)
+        self.objective = JigsawObjective(cfg.grid, options, cfg.sinkhorn_iters, cfg.tau)
+
+    def permutation_record(self) -> dict:
+        """The permutation set of a 'classify' run (row c: the positions of class c's shuffled tiles)."""
+        if self.permutations is None:
+            return {}
+        return {"permutations": self.permutations.tolist(), "permutation_seed": self.permutation_seed,
+                "permutation_min_hamming": (min_pairwise_hamming(self.permutations)
+                                            if len(self.permutations) > 1 else None)}
+
+    def checkpoint_extras(self) -> dict:
+        return self.permutation_record()
 
     def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
         return self.objective.training_loss(model, x, y, step_seed)
@@ -48,10 +80,16 @@ class JigsawTask(RunTask):
 
     @staticmethod
     def epoch_figures(row: dict) -> list[tuple[str, float]]:
-        return [("val puzzles", row["val_puzzle_acc_hungarian"]), ("tiles", row["val_position_acc_hungarian"])]
+        way = "hungarian" if "val_puzzle_acc_hungarian" in row else "classify"
+        return [("val puzzles", row[f"val_puzzle_acc_{way}"]), ("tiles", row[f"val_position_acc_{way}"])]
 
     @staticmethod
     def headline(summary: dict) -> str:
+        if summary.get("jigsaw_head") == "classify":
+            return (f"test permutations named {summary['test_permutation_acc']:.4f} of "
+                    f"{len(summary['permutations'])}, tiles placed {summary['test_position_acc_classify']:.4f}, "
+                    f"Kendall tau {summary['test_kendall_tau_classify']:.4f} "
+                    f"(best epoch {summary['best_epoch']} on validation)")
         return (f"test puzzles solved {summary['test_puzzle_acc_hungarian']:.4f} (Hungarian) / "
                 f"{summary['test_puzzle_acc_argmax']:.4f} (argmax), tiles placed "
                 f"{summary['test_position_acc_hungarian']:.4f}, confidence {summary['test_confidence']:.4f} "
@@ -70,5 +108,7 @@ class JigsawTask(RunTask):
             "best_over_epochs": {k: (min if k == "val_loss" else max)(r[k] for r in state.history)
                                  for k in best_row if k.startswith("val_")},
             "grid": self.grid,
+            "jigsaw_head": self.head,
+            **self.permutation_record(),
             "arch": self.arch,
         }
