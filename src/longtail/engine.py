@@ -87,7 +87,7 @@ def fit(model: nn.Module, task: Task, train: BatchLoader, val: BatchLoader, opti
             epoch = state.epoch
             task.start_epoch(epoch)
             model.train()
-            steps = len(train)
+            steps = train.steps_in(epoch)
             bar = tqdm(total=steps, initial=state.step, desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch",
                        disable=not options.progress, leave=False, dynamic_ncols=True, mininterval=0.5)
             synchronize(options.device)

@@ -77,7 +77,7 @@ def _train(cfg: RunSettings, task_cls: type[RunTask], folder: RunDir, ds: ImageD
     slow, slow_scale = task.slow_layers()
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
                                 slow=slow, slow_scale=slow_scale)
-    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.lr, cfg.epochs * len(train))
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.lr, train.total_steps(cfg.epochs))
 
     if ctx.is_main:
         folder.prepare(record, resume=cfg.resume)
