@@ -45,22 +45,39 @@ def _wait_for_mid_epoch_checkpoint(out, proc, timeout=120):
     pytest.fail("no mid-epoch checkpoint appeared")
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(cifar, cifar_zip, tmp_path, precision):
+# The settings checked bitwise: each adds random streams or state that a resume must restore.
+KILL_SETTINGS = {
+    "fp32": ("fp32", []),
     # bf16 too: every random stream is derived from (seed, epoch, step) and the CPU kernels are
     # deterministic, so a resumed bf16 run also matches bit for bit on the same machine.
+    "bf16": ("bf16", []),
+    # batch augmentation, re-augmented copies, one-cycle schedule, label smoothing, DRW's epoch switch
+    "fast+copy-aug+ldam-drw": ("fp32", ["--recipe", "fast", "--imbalance", "exponential:10", "--rebalance", "copy-aug",
+                                        "--loss", "ldam-drw", "--head", "cosine"]),
+    # a per-epoch sampler that starts at epoch 1 (deferred re-sampling), the sigmoid CB-focal loss
+    "class-aware-drs+cb-focal": ("fp32", ["--imbalance", "exponential:10", "--rebalance", "class-aware",
+                                          "--rebalance-from-epoch", "1", "--loss", "cb-focal"]),
+}
+
+
+@pytest.mark.parametrize("setting", list(KILL_SETTINGS))
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(cifar, cifar_zip, tmp_path, setting):
+    precision, extra = KILL_SETTINGS[setting]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    subprocess.run(_args(cifar_zip, whole, precision=precision), check=True, capture_output=True, timeout=300)
-    proc = subprocess.Popen(_args(cifar_zip, broken, precision=precision), stdout=subprocess.DEVNULL,
+    subprocess.run(_args(cifar_zip, whole, *extra, precision=precision), check=True, capture_output=True,
+                   timeout=300)
+    proc = subprocess.Popen(_args(cifar_zip, broken, *extra, precision=precision), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     _wait_for_mid_epoch_checkpoint(broken, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (broken / "summary.json").exists()
-    again = subprocess.run(_args(cifar_zip, broken, precision=precision), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_args(cifar_zip, broken, *extra, precision=precision), capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 2 and "--resume" in again.stderr  # refuses to overwrite silently
-    subprocess.run(_args(cifar_zip, broken, "--resume", precision=precision), check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run(_args(cifar_zip, broken, *extra, "--resume", precision=precision), check=True,
+                   capture_output=True, timeout=300)
+    assert not list(broken.glob(".*.tmp"))  # what the killed process left half-written is gone
     a, b = load_checkpoint(whole / "checkpoint.pt"), load_checkpoint(broken / "checkpoint.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
