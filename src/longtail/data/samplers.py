@@ -28,7 +28,28 @@ from longtail.seeding import derived_generator
 from longtail.errors import LongtailError
 
 
-class ClassAwareSampler(Sampler[int]):
+class EpochSampler(Sampler[int]):
+    """A sampler whose epoch ``e`` is drawn afresh from (seed, e) alone, so a run can resume in
+    the middle of training with the orders it would have had. Subclasses define ``draw``."""
+
+    seed: int = 0
+    epoch: int = 0
+    num_samples: int
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.draw(derived_generator(self.seed, self.epoch, 0x5A)).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ClassAwareSampler(EpochSampler):
     """Samples with replacement, class j with probability n_j^power / sum_k n_k^power."""
 
     def __init__(self, labels: Sequence[int] | torch.Tensor, power: float, num_samples: int | None = None,
@@ -59,14 +80,6 @@ class ClassAwareSampler(Sampler[int]):
         """One epoch's indices."""
         return torch.multinomial(self.sample_weights, self.num_samples, replacement=True, generator=generator)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.draw(derived_generator(self.seed, self.epoch, 0x5A)).tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
 
 
 class ClassBalancedSampler(ClassAwareSampler):
@@ -83,7 +96,7 @@ class SquareRootSampler(ClassAwareSampler):
         super().__init__(labels, 0.5, num_samples, seed)
 
 
-class CyclingClassSampler(Sampler[int]):
+class CyclingClassSampler(EpochSampler):
     """The "class-aware sampler" of Kang et al. 2020 (Decoupling; from Shen et al. 2016): every epoch
     holds exactly equal class counts.
 
@@ -134,11 +147,3 @@ class CyclingClassSampler(Sampler[int]):
             out[slot_class == j] = stream  # the k-th visit to class j takes the k-th sample of its cycle
         return out
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.draw(derived_generator(self.seed, self.epoch, 0x5A)).tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
