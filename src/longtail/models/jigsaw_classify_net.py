@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from longtail.errors import LongtailError
 from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
 
 
@@ -29,10 +27,4 @@ class JigsawClassifyNet(JigsawNet):
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         """(N, g*g, C, h, w) shuffled tiles -> (N, K) logits over the permutation set."""
-        n, k = tiles.shape[:2]
-        if k != self.config.tiles:
-            raise LongtailError(f"this net solves {self.config.grid}x{self.config.grid} puzzles "
-                                f"({self.config.tiles} tiles), got {k} tiles")
-        flat = tiles.reshape(n * k, *tiles.shape[2:]).contiguous(memory_format=torch.channels_last)
-        features = self.trunk(flat).reshape(n, k * self.config.tile_features)
-        return self.score(F.relu(self.combine(features)))
+        return self.score(self.puzzle_features(tiles))

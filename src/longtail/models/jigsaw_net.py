@@ -77,10 +77,15 @@ class JigsawNet(nn.Module):
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         """(N, g*g, C, h, w) shuffled tiles -> (N, g*g, g*g) scores."""
         n, k = tiles.shape[:2]
+        return self.score(self.puzzle_features(tiles)).reshape(n, k, k)
+
+    def puzzle_features(self, tiles: torch.Tensor) -> torch.Tensor:
+        """(N, g*g, C, h, w) shuffled tiles -> (N, head_hidden): every tile's trunk features, combined."""
+        n, k = tiles.shape[:2]
         if k != self.config.tiles:
             raise LongtailError(f"this net solves {self.config.grid}x{self.config.grid} puzzles "
                                 f"({self.config.tiles} tiles), got {k} tiles")
         # All tiles of the batch go through the trunk as one batch: one big conv, not g*g small ones.
         flat = tiles.reshape(n * k, *tiles.shape[2:]).contiguous(memory_format=torch.channels_last)
         features = self.trunk(flat).reshape(n, k * self.config.tile_features)
-        return self.score(F.relu(self.combine(features))).reshape(n, k, k)
+        return F.relu(self.combine(features))

@@ -84,5 +84,19 @@ class RunTask:
         """The one line the CLI prints when the run has finished."""
         return f"best epoch {summary['best_epoch']} on validation"
 
+    def pretext_summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState) -> dict:
+        """A pretext task's summary: the validation figures of the selected epoch, the test
+        figures, and (the seed report's way) the best of each validation figure over epochs."""
+        test_figures = self.evaluate(model, test, precision)
+        test_figures.pop("score")
+        best_row = state.history[state.best_epoch]
+        return {
+            **{k: v for k, v in best_row.items() if k.startswith("val_")},
+            **{f"test_{k}": v for k, v in test_figures.items()},
+            "best_over_epochs": {k: (min if k == "val_loss" else max)(r[k] for r in state.history)
+                                 for k in best_row if k.startswith("val_")},
+            "arch": self.arch,
+        }
+
     def n_params(self) -> int:
         return count_parameters(self.model)

@@ -97,18 +97,10 @@ class JigsawTask(RunTask):
 
     def summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState,
                 data: PreparedData) -> dict:
-        test_figures = self.evaluate(model, test, precision)
-        test_figures.pop("score")
-        best_row = state.history[state.best_epoch]
         return {
             "task": "jigsaw",
-            **{k: v for k, v in best_row.items() if k.startswith("val_")},
-            **{f"test_{k}": v for k, v in test_figures.items()},
-            # The seed report's figures: the best value of each metric over epochs, on validation.
-            "best_over_epochs": {k: (min if k == "val_loss" else max)(r[k] for r in state.history)
-                                 for k in best_row if k.startswith("val_")},
+            **self.pretext_summary(model, test, precision, state),
             "grid": self.grid,
             "jigsaw_head": self.head,
             **self.permutation_record(),
-            "arch": self.arch,
         }

@@ -97,14 +97,4 @@ class RotationTask(RunTask):
 
     def summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState,
                 data: PreparedData) -> dict:
-        test_figures = self.evaluate(model, test, precision)
-        test_figures.pop("score")
-        best_row = state.history[state.best_epoch]
-        return {
-            "task": "rotation",
-            **{k: v for k, v in best_row.items() if k.startswith("val_")},
-            **{f"test_{k}": v for k, v in test_figures.items()},
-            "best_over_epochs": {k: (min if k == "val_loss" else max)(r[k] for r in state.history)
-                                 for k in best_row if k.startswith("val_")},
-            "arch": self.arch,
-        }
+        return {"task": "rotation", **self.pretext_summary(model, test, precision, state)}
