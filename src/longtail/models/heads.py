@@ -19,15 +19,15 @@ HEADS = ("linear", "cosine")
 class CosineLinear(nn.Module):
     """Logits = normalise(x) @ normalise(W).T, no bias.
 
-    ``weight`` is (num_classes, in_features) like ``nn.Linear``'s (LDAM's NormedLinear stores the
-    transpose). Initialised as LDAM's: uniform(-1, 1), each class vector scaled to norm 1."""
+    ``weight`` is (num_classes, in_features) like ``nn.Linear``'s; LDAM's NormedLinear stores the
+    transpose. Initialised as LDAM's: uniform(-1, 1), each class vector scaled to norm 1, drawn in
+    the transposed layout so that the same seed gives LDAM's numbers."""
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        with torch.no_grad():
-            self.weight.uniform_(-1, 1).renorm_(2, 0, 1e-5).mul_(1e5)
+        drawn = torch.empty(in_features, out_features).uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5)
+        self.weight = nn.Parameter(drawn.T.contiguous())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fp32 even under bf16 autocast: LDAM scales these cosines by 30, and bf16's 8-bit mantissa
