@@ -72,8 +72,12 @@ def test_pool_before_relu_gives_the_seed_order_numbers_and_gradients(size):
 
 def test_resnet32_parameter_count_by_hand():
     """3x3 convs without bias, BatchNorm (2 per channel), option-A shortcuts (no parameters)."""
-    conv = lambda c_in, c_out: 9 * c_in * c_out  # noqa: E731
-    bn = lambda c: 2 * c  # noqa: E731
+    def conv(c_in: int, c_out: int) -> int:
+        return 9 * c_in * c_out
+
+    def bn(c: int) -> int:
+        return 2 * c
+
     stem = conv(3, 16) + bn(16)
     stage1 = 5 * (2 * conv(16, 16) + 2 * bn(16))
     stage2 = conv(16, 32) + conv(32, 32) + 2 * bn(32) + 4 * (2 * conv(32, 32) + 2 * bn(32))

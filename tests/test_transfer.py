@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from longtail.cli import main
+from longtail.engine import build_optimizer
 from longtail.errors import LongtailError
 from longtail.models.jigsaw_net import JigsawNet
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
 from longtail.runs import load_checkpoint, save_checkpoint
-from longtail.engine import build_optimizer
 from longtail.transfer import LAYER_MAP, init_from_checkpoint, init_from_jigsaw
 
 TRANSFERRED = [f"{layer}.{p}" for layer in ("conv1", "conv2", "conv3", "fc1") for p in ("weight", "bias")]

@@ -232,7 +232,7 @@ def _print_table(rows: list[dict], source: str) -> None:
         origin = f"<- {source} {row['from']}" if row["from"] else ""
         if "tensors" in row and row["status"] == "partly transferred":
             origin += f" ({row['tensors'][0]} of {row['tensors'][1]} tensors)"
-        line = f"transfer: {row['name']:<6} {str(row['shape']):<18} {row['status']:<15} {origin}"
+        line = f"transfer: {row['name']:<6} {row['shape']!s:<18} {row['status']:<15} {origin}"
         print(line.rstrip(), file=sys.stderr)
 
 
