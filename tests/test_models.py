@@ -204,7 +204,10 @@ def test_torchvision_input_checks():
     with pytest.raises(LongtailError, match="cannot take 16x16 px images"):
         check_input(model, "squeezenet1_1", (3, 16, 16))
     assert model.training  # the dry forward ran in eval mode and restored training mode
-    check_input(model, "squeezenet1_1", (3, 64, 64))
+    check_input(model, "squeezenet1_1", (3, 17, 17))
+    vit = build_from_arch(model_arch("tv:vit_b_32", ModelRequest(num_classes=3)))  # asserts its 224 px
+    with pytest.raises(LongtailError, match="tv:vit_b_32 cannot take 32x32 px images \\(Wrong image height"):
+        check_input(vit, "vit_b_32", (3, 32, 32))
 
 
 # --- the registry and build_from_arch -------------------------------------------------------------

@@ -84,7 +84,7 @@ def check_input(model: nn.Module, name: str, image_shape: tuple[int, int, int]) 
     try:
         with torch.no_grad():
             model(torch.zeros(1, c, h, w, device=next(model.parameters()).device))
-    except (RuntimeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - shape errors come as RuntimeError, ValueError, AssertionError (ViT)
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise LongtailError(f"tv:{name} cannot take {w}x{h} px images ({first})") from None
     finally:
