@@ -113,6 +113,12 @@ def test_cb_focal_starts_the_last_linear_bias_at_minus_log_c_minus_one():
     torch.nn.init.zeros_(model[2].weight)
     assert torch.sigmoid(model(torch.randn(2, 3))).flatten().tolist() == pytest.approx([0.2] * 10)
     assert not init_output_bias(model, build_loss("ce", LossContext(torch.tensor([5, 4, 3, 2, 1]))))
+    # a cosine head has no bias: nothing is set, and the hidden Linear before it is left alone
+    from longtail.models.heads import CosineLinear
+
+    cosine = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), CosineLinear(8, 5))
+    hidden = cosine[0].bias.clone()
+    assert not init_output_bias(cosine, module) and torch.equal(cosine[0].bias, hidden)
 
 
 def test_focal_down_weights_easy_samples():

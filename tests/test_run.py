@@ -251,3 +251,16 @@ def test_tensorboard_without_the_extra_is_one_line(data, tmp_path, capsys, monke
     one_line_error(capsys, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY, "--tensorboard"],
                    "pip install 'longtail[tensorboard]'")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_made_before_a_setting_existed_still_resumes(data, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    for key in ("model", "rebalance_from_epoch", "ece_bins", "tensorboard"):  # settings added later
+        config.pop(key)
+    (out / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--resume"]) == 0
+    # at a value other than the default, the missing setting is a change
+    one_line_error(capsys, ["train", "--data", str(data), "--out", str(out), *TINY, "--resume", "--model", "resnet32"],
+                   "made with model=None, now model='resnet32'")

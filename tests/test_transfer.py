@@ -1,4 +1,5 @@
-"""Jigsaw trunk -> classifier: the layer map, freezing, the CLI end to end, and refusals."""
+"""--init: a jigsaw trunk into the seed CNN by the layer map, a classifier into any classifier by name
+and shape; freezing, the learning-rate scale, the CLI end to end, and refusals."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from longtail.cli import main
+from longtail.engine import build_optimizer
 from longtail.errors import LongtailError
 from longtail.models.jigsaw_net import JigsawNet
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
 from longtail.runs import load_checkpoint, save_checkpoint
-from longtail.engine import build_optimizer
-from longtail.transfer import LAYER_MAP, init_from_jigsaw
+from longtail.transfer import LAYER_MAP, init_from_checkpoint, init_from_jigsaw
 
 TRANSFERRED = [f"{layer}.{p}" for layer in ("conv1", "conv2", "conv3", "fc1") for p in ("weight", "bias")]
 NOT_TRANSFERRED = ["bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "fc2.weight", "fc2.bias"]
@@ -165,8 +166,23 @@ def _missing_file(path):
     return path.parent / "missing.pt"
 
 
+def _resnet_checkpoint(path):
+    from longtail.models import CifarResNet
+
+    save_checkpoint(path, {"kind": "classifier", "arch": {"name": "CifarResNet"}, "model": CifarResNet().state_dict()})
+    return path
+
+
+def _other_kind_checkpoint(path):
+    save_checkpoint(path, {"kind": "rotation", "arch": {"name": "RotNet"}, "model": {}})
+    return path
+
+
 @pytest.mark.parametrize("make,match", [
-    (_classifier_checkpoint, "is a classifier checkpoint (SeedCNN)"),
+    (_resnet_checkpoint, "(CifarResNet) shares no layer with this run's seed-cnn: no tensor matches in name and "
+                         "shape"),
+    (_other_kind_checkpoint, "is a rotation checkpoint; give the checkpoint.pt of a `longtail pretrain --task jigsaw` "
+                         "run or of a `longtail train` run"),
     (_jigsaw_checkpoint_from_16px_images, "cannot transfer fc1.weight: the jigsaw net has shape [64, 256], the "
                                           "classifier [64, 1024] (the trunk fits a classifier with padding 'same' "
                                           "on images twice the size of its 8x8 px tiles)"),
@@ -208,6 +224,130 @@ def test_transfer_layers_end_to_end_and_refusal(folder, jigsaw_checkpoint, tmp_p
     assert main(["train", "--data", str(folder), "--out", str(tmp_path / "bad"), "--init", str(jigsaw_checkpoint),
                  "--transfer-layers", "conv1,bn"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["longtail: error: unknown transfer layer 'bn' (transfer_layers in the command line); "
-                   "choose from conv1, conv2, conv3, fc1"]
+    assert err == ["longtail: error: --transfer-layers must name some of conv1, conv2, conv3, fc1 (the jigsaw layer "
+                   "map), got conv1, bn"]
     assert not (tmp_path / "bad").exists()
+    assert main(["train", "--data", str(folder), "--out", str(tmp_path / "bad"), "--init", str(jigsaw_checkpoint),
+                 "--transfer-layers", "conv1,fc9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["longtail: error: unknown transfer layer 'fc9' of seed-cnn (--transfer-layers); choose from "
+                   "conv1, conv2, conv3, bn, fc1, fc2"]
+
+
+def test_init_from_jigsaw_refuses_a_classifier_checkpoint(tmp_path):
+    with pytest.raises(LongtailError, match="is a classifier checkpoint \\(SeedCNN\\); give the checkpoint.pt of a "):
+        init_from_jigsaw(SeedCNN(), _classifier_checkpoint(tmp_path / "c.pt"))
+
+
+# --- classifier -> classifier, by name and shape ------------------------------------------------
+
+
+def test_classifier_transfer_copies_exactly_the_matching_tensors(tmp_path, capsys):
+    """A 10-class SeedCNN into a 3-class one: everything but fc2 matches in name and shape."""
+    torch.manual_seed(1)
+    source = SeedCNN()
+    source.bn.running_mean.uniform_()  # statistics are copied too, not only parameters
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"kind": "classifier", "arch": {"name": "SeedCNN"}, "model": source.state_dict()})
+    torch.manual_seed(2)
+    model = SeedCNN(SeedCNNConfig(num_classes=3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log = init_from_checkpoint(model, path, described="seed-cnn")
+    after, weights = model.state_dict(), source.state_dict()
+    for key in after:
+        expected = before[key] if key.startswith("fc2.") else weights[key]
+        assert torch.equal(after[key], expected), key
+    assert log["tensors_copied"] == len(after) - 2
+    assert log["not_copied"] == [
+        {"key": "fc2.weight", "reason": "shape [10, 64] in the checkpoint, [3, 64] here"},
+        {"key": "fc2.bias", "reason": "shape [10] in the checkpoint, [3] here"}]
+    assert log["unused"] == [] and log["source_arch"] == "SeedCNN"
+    assert {r["name"]: (r["status"], r["tensors"]) for r in log["layers"]} == {
+        "conv1": ("transferred", [2, 2]), "conv2": ("transferred", [2, 2]), "conv3": ("transferred", [2, 2]),
+        "bn": ("transferred", [5, 5]), "fc1": ("transferred", [2, 2]), "fc2": ("not transferred", [0, 2])}
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 7 and all(line.startswith("transfer: ") for line in err)
+    assert err[0].split() == ["transfer:", "conv1", "[32,", "3,", "3,", "3]", "transferred", "<-", "SeedCNN", "conv1"]
+    assert err[6] == ("transfer: not copied: fc2.weight (shape [10, 64] in the checkpoint, [3, 64] here), fc2.bias "
+                      "(shape [10] in the checkpoint, [3] here)")
+
+
+def _resnet32_run_checkpoint(path, classes=10, seed=1):
+    from longtail.models import CifarResNet, CifarResNetConfig
+
+    torch.manual_seed(seed)
+    net = CifarResNet(CifarResNetConfig(num_classes=classes))
+    save_checkpoint(path, {"kind": "classifier", "arch": {"name": "CifarResNet", **net.config.to_dict()},
+                           "model": net.state_dict()})
+    return net
+
+
+def test_resnet_transfer_freezes_the_layers_copied_whole_and_lists_the_rest(tmp_path, capsys):
+    from longtail.models import CifarResNet, CifarResNetConfig
+
+    source = _resnet32_run_checkpoint(tmp_path / "r.pt", classes=100)
+    torch.manual_seed(2)
+    model = CifarResNet(CifarResNetConfig(num_classes=10))
+    log = init_from_checkpoint(model, tmp_path / "r.pt", freeze=True, described="resnet32")
+    status = {r["name"]: r["status"] for r in log["layers"]}
+    assert status == {"conv1": "frozen", "bn1": "frozen", "layer1": "frozen", "layer2": "frozen", "layer3": "frozen",
+                      "linear": "not transferred"}
+    assert [p.requires_grad for p in model.parameters()] == [False] * (len(list(model.parameters())) - 2) + [True] * 2
+    for key, value in model.state_dict().items():
+        if not key.startswith("linear."):
+            assert torch.equal(value, source.state_dict()[key]), key
+    assert "transfer: layer2 [] " in capsys.readouterr().err
+
+
+def test_transfer_layers_pick_top_level_layers_of_any_model(tmp_path):
+    from longtail.models import CifarResNet
+
+    source = _resnet32_run_checkpoint(tmp_path / "r.pt")
+    torch.manual_seed(2)
+    model = CifarResNet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log = init_from_checkpoint(model, tmp_path / "r.pt", layers=["layer1", "conv1"], described="resnet32")
+    for key, value in model.state_dict().items():
+        expected = source.state_dict() if key.split(".")[0] in ("layer1", "conv1") else before
+        assert torch.equal(value, expected[key]), key
+    assert {r["name"] for r in log["layers"] if r["status"] == "transferred"} == {"conv1", "layer1"}
+    assert {"key": "layer2.0.conv1.weight", "reason": "not among --transfer-layers"} in log["not_copied"]
+    with pytest.raises(LongtailError, match="unknown transfer layer 'fc1' of resnet32 \\(--transfer-layers\\); "
+                                            "choose from conv1, bn1, layer1, layer2, layer3, linear"):
+        init_from_checkpoint(CifarResNet(), tmp_path / "r.pt", layers=["fc1"], described="resnet32")
+
+
+def test_nothing_in_common_is_refused_and_leaves_the_model_untouched(tmp_path):
+    _resnet32_run_checkpoint(tmp_path / "r.pt")
+    model = SeedCNN()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(LongtailError, match="shares no layer with this run's seed-cnn") as e:
+        init_from_checkpoint(model, tmp_path / "r.pt", described="seed-cnn")
+    assert "\n" not in str(e.value)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_jigsaw_into_another_model_is_refused(jigsaw_checkpoint):
+    from longtail.models import CifarResNet
+
+    with pytest.raises(LongtailError, match="its trunk transfers into --model seed-cnn only .* not into resnet32"):
+        init_from_checkpoint(CifarResNet(), jigsaw_checkpoint, described="resnet32")
+
+
+def test_classifier_init_end_to_end_with_lr_scale(folder, tmp_path):
+    """A resnet32 run started from another resnet32 run's checkpoint: its summary records what was
+    copied, and the transferred layers train at the scaled rate (their own parameter group)."""
+    import json
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    common = ["train", "--data", str(folder), "--model", "resnet32", "--recipe", "seed", "--epochs", "1", "--quiet",
+              "--precision", "fp32", "--batch-size", "16"]
+    assert main([*common, "--out", str(first)]) == 0
+    assert main([*common, "--out", str(second), "--init", str(first / "checkpoint.pt"),
+                 "--transfer-lr-scale", "0.5"]) == 0
+    transfer = json.loads((second / "summary.json").read_text())["transfer"]
+    assert transfer["lr_scale"] == 0.5 and transfer["not_copied"] == [] and transfer["unused"] == []
+    assert {r["status"] for r in transfer["layers"]} == {"transferred"}
+    # every layer was copied whole, so the optimizer's one parameter group is the scaled one
+    groups = load_checkpoint(second / "checkpoint.pt")["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [0.5e-3]

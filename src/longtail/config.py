@@ -74,9 +74,17 @@ class TrainConfig(RunSettings):
                           choices="longtail.config:RECIPES")
     label_smoothing: float | None = setting(None, "label smoothing of the training loss", low=0, high=1,
                                             high_open=True)
+    model: str = setting("seed-cnn", "network: seed-cnn (the seed reports' CNN), resnet32 (He et al.'s CIFAR "
+                         "ResNet, as in LDAM-DRW), or tv:NAME, any torchvision classifier by name, untrained (e.g. "
+                         "tv:resnet18; docs/models.md)", choices="longtail.models:MODELS", prefix_choice=True,
+                         metavar="NAME")
+    pretrained: str | None = setting(None, "start from a state_dict file you have (e.g. torchvision's ImageNet "
+                                     "weights .pth); the classifier layer is skipped when it does not fit",
+                                     metavar="FILE")
     padding: str = setting("same", "SeedCNN convolution padding", choices=("same", "valid"))
-    head: str = setting("linear", "last layer: linear (the seed's) or cosine (normalised; what LDAM's s=30 "
-                        "assumes)", choices=("linear", "cosine"))
+    head: str | None = setting(None, "last layer: linear (the seed's) or cosine (normalised; what LDAM's s=30 "
+                               "assumes); unset: what --loss needs (cosine for ldam-drw, else linear)",
+                               choices=("linear", "cosine"))
     imbalance: str | None = setting(None, "remove training samples first: step:RATIO[:CLASSES], "
                                     "exponential:RATIO or counts:N0,N1,...", choices="longtail.data.imbalance:PROFILES",
                                     prefix_choice=True, metavar="PROFILE:ARGS")
@@ -85,14 +93,18 @@ class TrainConfig(RunSettings):
     loss: str = setting("ce", "training loss (docs/imbalance.md)", choices="longtail.losses:LOSSES")
     loss_params: dict = setting(help="extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2",
                                 default_factory=dict)
-    init: str | None = setting(None, "initialise from a jigsaw pretraining checkpoint (DIR/checkpoint.pt)",
-                               metavar="CHECKPOINT")
+    init: str | None = setting(None, "initialise from a run's DIR/checkpoint.pt: a jigsaw pretraining run (into "
+                               "seed-cnn, by its layer map) or a classifier run (every tensor of the same name and "
+                               "shape)", metavar="CHECKPOINT")
     transfer: str = setting("finetune", "with --init: fine-tune every layer, or freeze the transferred ones",
                             choices=("finetune", "freeze"))
     transfer_lr_scale: float = setting(1.0, "with --init and finetune: the transferred layers' learning rate as a "
                                        "fraction of the others'", low=0, low_open=True, high=100)
-    transfer_layers: list[str] | None = setting(None, "with --init: the layers to copy, comma-separated (default: "
-                                                "all)", choices="longtail.transfer:LAYER_MAP")
+    # Not a choices list: the names are the chosen model's top-level layers, checked when the
+    # settings are resolved (longtail.transfer.check_transfer_layers).
+    transfer_layers: list[str] | None = setting(None, "with --init: the top-level layers to copy, comma-separated "
+                                                "(default: all; from a jigsaw checkpoint some of conv1, conv2, "
+                                                "conv3, fc1)")
     sync_bn: bool = setting(False, "under torchrun on GPUs: synchronise BatchNorm statistics across processes")
 
     # --- long-tail benchmark (Cao et al. 2019 / Kang et al. 2020 / MiSLAS): DRS and calibration ---
@@ -159,11 +171,29 @@ PRETRAIN_RECIPES: Registry[dict[str, Any]] = Registry("pretraining recipe", {
 
 RECIPES_OF: dict[type, Registry] = {TrainConfig: RECIPES, PretrainConfig: PRETRAIN_RECIPES}
 
+# The head a loss assumes, where it is not linear: LDAM scales the logits by s=30, which assumes
+# cosines in [-1, 1]; with a linear head's unbounded logits it diverges (docs/imbalance.md).
+LOSS_HEADS: dict[str, str] = {"ldam-drw": "cosine"}
+
+
+def default_head(loss: str) -> str:
+    """What an unset --head means for ``loss``."""
+    return LOSS_HEADS.get(loss, "linear")
+
 
 def resolve_train_config(cli: dict | None = None, toml_path: str | Path | None = None,
                          base: dict | None = None) -> TrainConfig:
-    """Merge recipe defaults < ``base`` (e.g. a study arm) < TOML file < CLI values (None = unset)."""
-    return merge(TrainConfig, RECIPES, cli=cli, toml_path=toml_path, base=base)
+    """Merge recipe defaults < ``base`` (e.g. a study arm) < TOML file < CLI values (None = unset).
+    An unset head becomes the loss's (so config.json records the head trained); transfer layers
+    are checked against the model's."""
+    cfg = merge(TrainConfig, RECIPES, cli=cli, toml_path=toml_path, base=base)
+    if cfg.head is None:
+        cfg.head = default_head(cfg.loss)
+    if cfg.transfer_layers is not None:
+        from longtail.transfer import check_transfer_layers  # imports torch: only when there is something to check
+
+        check_transfer_layers(cfg.model, cfg.transfer_layers)
+    return cfg
 
 
 def resolve_pretrain_config(cli: dict | None = None, toml_path: str | Path | None = None,

@@ -213,12 +213,15 @@ def init_output_bias(model: nn.Module, loss: nn.Module) -> bool:
     bias = getattr(loss, "init_bias", None)
     if bias is None:
         return False
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears or linears[-1].bias is None:
-        raise LongtailError(f"this loss starts the output layer's bias at {bias:.4f}, but the model's last layer "
-                            "is not a Linear layer with a bias")
+    # the output layer is the last module holding parameters of its own; a cosine head has no bias
+    # to start (its logits are cosines), so there is nothing to set, and a hidden Linear must not
+    # be mistaken for it
+    layers = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    last = layers[-1] if layers else None
+    if not isinstance(last, nn.Linear) or last.bias is None:
+        return False
     with torch.no_grad():
-        linears[-1].bias.fill_(bias)
+        last.bias.fill_(bias)
     return True
 
 

@@ -24,7 +24,7 @@ from longtail.device import resolve_device, resolve_precision
 from longtail.engine import FitOptions, FitState, build_optimizer, build_scheduler, fit
 from longtail.errors import LongtailError
 from longtail.runs import RunDir, load_checkpoint, save_checkpoint
-from longtail.settings import run_neutral_keys
+from longtail.settings import run_neutral_keys, setting_defaults
 from longtail.tasks import TASKS
 from longtail.tasks.base import RunTask
 
@@ -49,7 +49,7 @@ def run(cfg: RunSettings, dataset: ImageDataset | None = None) -> dict:
         ds = dataset if dataset is not None else load_dataset(cfg.data)
         record = config_record(cfg, ds.fingerprint, precision, device, ctx.world_size)
         if cfg.resume and folder.config_path.exists():
-            check_resumable(folder, record, run_neutral_keys(type(cfg)))
+            check_resumable(folder, record, run_neutral_keys(type(cfg)), setting_defaults(type(cfg)))
             if folder.finished:
                 return folder.read_summary()
         return _train(cfg, task_cls, folder, ds, record, precision, device, ctx, started)
@@ -141,12 +141,16 @@ def config_record(cfg: RunSettings, fingerprint: str, precision: str, device: to
             "dataset_fingerprint": fingerprint, "world_size": world_size}
 
 
-def check_resumable(folder: RunDir, record: dict, neutral: set[str]) -> None:
+def check_resumable(folder: RunDir, record: dict, neutral: set[str], defaults: dict) -> None:
     """Refuse to continue (or to report as done) a run made with other settings or data; the
-    ``neutral`` settings (where it runs, how it reports) may differ."""
+    ``neutral`` settings (where it runs, how it reports) may differ. A setting added since the run
+    was made is absent from its config.json: it matches while it has its default (``defaults``),
+    which is what the older version did."""
     stored = folder.read_config()
     for key in sorted(set(stored) | set(record)):
         if key in neutral or stored.get(key) == record.get(key):
+            continue
+        if key not in stored and key in defaults and record.get(key) == defaults[key]:
             continue
         if key == "dataset_fingerprint":
             raise LongtailError(f"cannot resume {folder.path}: it was made with other data (fingerprint "

@@ -57,6 +57,17 @@ def run_neutral_keys(cls: type) -> set[str]:
     return {name for name, s in settings_of(cls).items() if s.neutral}
 
 
+def setting_defaults(cls: type) -> dict[str, Any]:
+    """name -> default of every setting that has one (a factory's value for lists and dicts)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 def choice_names(spec: Setting) -> list[str]:
     if spec.choices is None:
         return []

@@ -36,7 +36,7 @@ from typing import Any
 from longtail.config import PretrainConfig, TrainConfig, resolve_pretrain_config, resolve_train_config
 from longtail.errors import LongtailError
 from longtail.runs import RunDir, write_json
-from longtail.settings import check_mapping, load_toml, run_neutral_keys
+from longtail.settings import check_mapping, load_toml, run_neutral_keys, setting_defaults
 
 STUDY_KEYS = ("name", "seeds", "baseline", "defaults", "arms", "pretrain")
 # Set per cell by the study itself; a study file that sets them is in error.
@@ -250,7 +250,7 @@ def check_cell(cell: Cell, dataset) -> None:
             # precision, device and world size are the run's own business; settings and data are the study's
             record = config_record(cfg, dataset.fingerprint, stored.get("precision_used"), stored.get("device_used"),
                                    stored.get("world_size"))
-            check_resumable(run, record, run_neutral_keys(type(cfg)))
+            check_resumable(run, record, run_neutral_keys(type(cfg)), setting_defaults(type(cfg)))
     except LongtailError as e:
         raise LongtailError(f"{cell.label}: {e}") from None
 

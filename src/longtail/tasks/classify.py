@@ -1,17 +1,20 @@
 """Classification: a batch -> logits -> the run's loss; a split -> confusion matrix and metrics.
 
-The model is the seed CNN (optionally initialised from a pretraining checkpoint, see
+The model is the one ``--model`` names (:mod:`longtail.models`), optionally started from a weights
+file (``--pretrained``, :mod:`longtail.models.pretrained`) or another run's checkpoint (``--init``,
 :mod:`longtail.transfer`); the loss comes from the loss registry with the training set's class
 counts; post-hoc logit adjustment (Menon et al. 2021) subtracts tau*log(prior) at prediction time.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longtail.config import TrainConfig
+from longtail.config import TrainConfig, default_head
 from longtail.data.loader import BatchLoader
 from longtail.data.prepare import PreparedData
 from longtail.device import autocast
@@ -21,18 +24,31 @@ from longtail.errors import LongtailError
 from longtail.losses import LossContext, build_loss, init_output_bias
 from longtail.metrics import (accuracy, accuracy_by_class_size, accuracy_by_thirds, calibration_bins,
                               classification_report, confusion_matrix, expected_calibration_error)
-from longtail.models import SeedCNN, SeedCNNConfig, arch_record
+from longtail.models import ModelRequest, build_from_arch, build_module, model_arch, split_model_name
+from longtail.models.pretrained import load_pretrained
+from longtail.models.torchvision_models import check_input
 from longtail.tasks.base import RunTask
-from longtail.transfer import init_from_jigsaw, transferred_layers
+from longtail.transfer import check_init, check_transfer_layers, init_from_checkpoint
 
 
-def build_model(cfg: TrainConfig, ds) -> SeedCNN:
+def run_head(cfg: TrainConfig) -> str:
+    """The head the run trains: --head, or when unset what the loss needs (config.default_head)."""
+    return cfg.head or default_head(cfg.loss)
+
+
+def build_model(cfg: TrainConfig, ds) -> tuple[nn.Module, dict]:
+    """The untrained ``--model`` for the data ``ds``, and the arch record that rebuilds it."""
     ch, h, w = ds.image_shape
+    arch = model_arch(cfg.model, ModelRequest(in_channels=ch, num_classes=ds.num_classes, image_size=(h, w),
+                                              head=run_head(cfg), padding=cfg.padding))
     try:
-        return SeedCNN(SeedCNNConfig(in_channels=ch, num_classes=ds.num_classes, image_size=(h, w), padding=cfg.padding,
-                                     head=cfg.head))
-    except ValueError as e:
-        raise LongtailError(f"{e} ({w}x{h} px with padding {cfg.padding!r})") from None
+        model = build_module(arch)
+    except ValueError as e:  # e.g. images too small for SeedCNN's three pools
+        raise LongtailError(f"{e} ({w}x{h} px with padding {cfg.padding!r})" if arch["name"] == "SeedCNN"
+                            else f"{e} (--model {cfg.model}, {w}x{h} px)") from None
+    if arch["name"] == "torchvision":
+        check_input(model, arch["model"], (ch, h, w))
+    return model, arch
 
 
 @torch.no_grad()
@@ -88,8 +104,27 @@ class ClassifyTask(RunTask):
 
     @classmethod
     def check_settings(cls, cfg: TrainConfig) -> None:
+        family, _ = split_model_name(cfg.model)
+        head = run_head(cfg)
+        needed = default_head(cfg.loss)
+        if needed != "linear" and head != needed:
+            raise LongtailError(f"--loss {cfg.loss} needs --head {needed}: it scales the logits by s=30, which assumes "
+                                f"cosines in [-1, 1], and with a {head} head it diverges (docs/imbalance.md); leave "
+                                f"--head unset or set it to {needed}")
+        if family != "seed-cnn" and cfg.padding != "same":
+            raise LongtailError(f"--padding {cfg.padding} applies to --model seed-cnn only, not {cfg.model}")
+        if head != "linear":
+            # a head the network cannot take (tv: models whose classifier is not a Linear layer)
+            with torch.device("meta"):
+                build_from_arch(model_arch(cfg.model, ModelRequest(head=head)))
+        if cfg.init and cfg.pretrained:
+            raise LongtailError("--init and --pretrained both set the starting weights; give one of them")
+        if cfg.pretrained and not Path(cfg.pretrained).is_file():
+            raise LongtailError(f"--pretrained file not found: {cfg.pretrained}")
         if cfg.transfer_layers is not None:
-            transferred_layers(cfg.transfer_layers)
+            check_transfer_layers(cfg.model, cfg.transfer_layers)
+        if cfg.init:
+            check_init(cfg.init, family == "seed-cnn", cfg.transfer_layers, cfg.model)
         if cfg.rebalance_from_epoch and cfg.rebalance_from_epoch >= cfg.epochs:
             raise LongtailError(f"--rebalance-from-epoch {cfg.rebalance_from_epoch} is not before the run's end "
                                 f"(epochs 0 to {cfg.epochs - 1}): the rebalancing would never apply")
@@ -100,11 +135,14 @@ class ClassifyTask(RunTask):
         self.cfg = cfg
         self.num_classes = ds.num_classes
         self.classes = ds.classes
-        model = build_model(cfg, ds).to(device).to(memory_format=torch.channels_last)
-        self.transfer_log = None
+        model, self.arch = build_model(cfg, ds)
+        model = model.to(device).to(memory_format=torch.channels_last)
+        self.transfer_log = self.pretrained_log = None
+        if cfg.pretrained:
+            self.pretrained_log = load_pretrained(model, cfg.pretrained, ds.num_classes, cfg.model)
         if cfg.init:
-            self.transfer_log = init_from_jigsaw(model, cfg.init, freeze=cfg.transfer == "freeze",
-                                                 layers=cfg.transfer_layers)
+            self.transfer_log = init_from_checkpoint(model, cfg.init, freeze=cfg.transfer == "freeze",
+                                                     layers=cfg.transfer_layers, described=cfg.model)
             self.transfer_log["lr_scale"] = cfg.transfer_lr_scale if cfg.transfer == "finetune" else 0.0
         if cfg.sync_bn:
             if device.type != "cuda" or not ctx.enabled:
@@ -112,7 +150,6 @@ class ClassifyTask(RunTask):
                                     "SyncBatchNorm has no CPU version")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
-        self.arch = arch_record("SeedCNN", model.config)
         self.loss_fn = build_loss(cfg.loss, LossContext(torch.tensor(data.train_counts), cfg.epochs,
                                                         cfg.label_smoothing, cfg.loss_params)).to(device)
         init_output_bias(self.model, self.loss_fn)  # part of cb-focal (Cui et al.): last bias -log(C - 1)
@@ -120,8 +157,10 @@ class ClassifyTask(RunTask):
 
     def slow_layers(self) -> tuple[set[str], float]:
         cfg = self.cfg
-        if cfg.init and cfg.transfer == "finetune":
-            return set(transferred_layers(cfg.transfer_layers)), cfg.transfer_lr_scale
+        if self.transfer_log is not None and cfg.transfer == "finetune":
+            # the layers copied whole; a partly copied layer trains at the full rate
+            return {row["name"] for row in self.transfer_log["layers"] if row["status"] == "transferred"}, \
+                cfg.transfer_lr_scale
         return set(), 1.0
 
     def start_epoch(self, epoch: int) -> None:
@@ -205,4 +244,6 @@ class ClassifyTask(RunTask):
             summary["test_acc_by_thirds"] = thirds
         if self.transfer_log is not None:
             summary["transfer"] = self.transfer_log
+        if self.pretrained_log is not None:
+            summary["pretrained"] = self.pretrained_log
         return summary
