@@ -162,11 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
                                epilog=EXAMPLES["data"], formatter_class=_SettingsHelp)
     add_config_flags(info, TrainConfig, only=DATA_INFO_FLAGS)
 
-    train = command("train", "train and evaluate a classifier (the seed CNN)")
+    train = command("train", "train and evaluate a classifier (the seed CNN, ResNet-32 or a torchvision model)")
     train.add_argument("--config", metavar="FILE.toml", help="TOML file with any of these options (flags win)")
     add_config_flags(train, TrainConfig)
 
-    pretrain = command("pretrain", "self-supervised pretraining of the classifier's trunk (jigsaw puzzles)")
+    pretrain = command("pretrain", "self-supervised pretraining of the classifier's trunk (jigsaw puzzles or rotations)")
     pretrain.add_argument("--config", metavar="FILE.toml", help="TOML file with any of these options (flags win)")
     add_config_flags(pretrain, PretrainConfig)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from longtail.aggregate import aggregate_runs
 from longtail.config import TrainConfig, comparable_keys_ignored
+from longtail.settings import setting_defaults
 from longtail.errors import LongtailError
 from longtail.report import validate as V
 from longtail.runs import RunDir
@@ -27,6 +28,7 @@ SEED_DIR = re.compile(r"^seed-([0-9]+)$")
 # when two arms are compared to find the one setting they differ in (the run-neutral settings, the
 # seed, and what a run records about where it ran; one source: longtail.config).
 RUN_SPECIFIC = comparable_keys_ignored()
+TRAIN_DEFAULTS = setting_defaults(TrainConfig)
 
 
 @dataclass
@@ -85,7 +87,9 @@ class ReportData:
         ignored = RUN_SPECIFIC | differing
 
         def setting(a: str) -> dict:
-            return {k: v for k, v in self.config(a).items() if k not in ignored}
+            # settings added since an arm ran are absent from its config.json: they had their default
+            config = {**TRAIN_DEFAULTS, **self.config(a)}
+            return {k: v for k, v in config.items() if k not in ignored}
 
         mine = setting(arm)
         return next((a for a in self.arms if a != arm and accept(self.config(a)) and setting(a) == mine), None)
