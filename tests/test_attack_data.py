@@ -248,7 +248,7 @@ def img_case(rel_name: str, data: bytes) -> Callable[[Path], Path]:
 DRIVER = r"""
 import json, os, resource, signal, sys, traceback
 from longtail.cli import main
-import longtail.runner, longtail.data.split, longtail.data.imbalance, longtail.data.sources  # what data info imports
+import longtail.run, longtail.data.split, longtail.data.imbalance, longtail.data.sources  # what data info imports
 
 def vm_bytes():
     with open("/proc/self/status") as f:

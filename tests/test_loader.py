@@ -177,3 +177,51 @@ def test_batch_augmentation_draws_anew_per_step_epoch_and_seed(kind):
     assert all(torch.equal(a, b) for a, b in zip(first, batches(1, 0)))
     resumed = [x for x, _ in _same_image_loader(1, **AUGMENTED[kind]).epoch(0, start_step=2)]
     assert all(torch.equal(a, b) for a, b in zip(first[2:], resumed)) and len(resumed) == 2
+
+
+# --- splits as views of a memory-mapped source ------------------------------------------------------
+
+
+def _mapped_and_in_memory(tmp_path):
+    from longtail.data.sources import ImageDataset, load_dataset
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "tree", classes=4, per_class=30, test_per_class=5)
+    mapped = load_dataset(str(root), cache_dir=tmp_path / "cache")
+    copy = ImageDataset(mapped.name, mapped.classes, mapped.train_images.clone(), mapped.train_labels,
+                        mapped.test_images.clone(), mapped.test_labels, mapped.fingerprint)
+    return mapped, copy
+
+
+@pytest.mark.parametrize("rebalance", ["none", "copy", "aug", "copy-aug", "class-balanced"])
+def test_batches_gathered_from_the_mapped_cache_equal_the_in_memory_ones(tmp_path, rebalance):
+    from longtail.config import TrainConfig
+    from longtail.data.prepare import prepare_data
+    from longtail.data.views import IndexedImages
+
+    mapped, copy = _mapped_and_in_memory(tmp_path)
+    cfg = TrainConfig(imbalance="step:5", rebalance=rebalance, val_size=12, limit_test=10, seed=3)
+    views, old = prepare_data(cfg, mapped), prepare_data(cfg, copy)
+    # every split is an index into the mapped file; only aug adds a part, its minority copies
+    for images in (views.train_images, views.val_images, views.test_images):
+        assert isinstance(images, IndexedImages) and images.parts[0].data_ptr() in (
+            mapped.train_images.data_ptr(), mapped.test_images.data_ptr())
+    minority = sum(n for n in views.kept_counts if n < max(views.kept_counts) / 2)
+    assert [p.shape[0] for p in views.train_images.parts[1:]] == ([4 * minority] if rebalance == "aug" else [])
+    assert channel_stats(views.train_images) == channel_stats(old.train_images.materialize())
+    mean, std = channel_stats(old.train_images)
+    for split in ("train", "val", "test"):
+        kw = dict(shuffle=split == "train", seed=1, augment=compose(["crop", "flip"]) if split == "train" else None,
+                  index_order=views.index_order if split == "train" else None,
+                  copy_mask=views.copy_mask if split == "train" else None, copy_augment=views.copy_augment)
+        a = BatchLoader(getattr(views, f"{split}_images"), getattr(views, f"{split}_labels"), 16, mean=mean, std=std, **kw)
+        b = BatchLoader(getattr(old, f"{split}_images").materialize(), getattr(old, f"{split}_labels"), 16, mean=mean,
+                        std=std, **kw)
+        pairs = list(zip(a.epoch(1), b.epoch(1)))
+        assert len(pairs) == len(b) > 0
+        assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in pairs)
+
+
+def test_channel_stats_do_not_depend_on_the_chunking():
+    images = torch.randint(0, 256, (40, 3, 9, 9), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    assert channel_stats(images, chunk=3) == channel_stats(images, chunk=40) == channel_stats(images, chunk=1)

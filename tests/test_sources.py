@@ -319,10 +319,99 @@ def test_files_are_chosen_by_extension_and_the_rest_is_counted(tmp_path):
 def test_the_cache_file_name_carries_the_cache_format(tmp_path, monkeypatch):
     root = make_image_folder(tmp_path / "tree", classes=2, per_class=2)
     first = load_dataset(str(root), cache_dir=tmp_path / "cache")
-    assert [p.name for p in (tmp_path / "cache" / "decoded").iterdir()] == [f"{first.fingerprint}.v2.pt"]
-    monkeypatch.setattr(sources, "CACHE_FORMAT", 3)  # a new selection rule: the old cache is not read
+    assert sorted(p.name for p in (tmp_path / "cache" / "decoded").iterdir()) == [
+        f"{first.fingerprint}.v3.json", f"{first.fingerprint}.v3.u8"]
+    monkeypatch.setattr(sources, "CACHE_FORMAT", 4)  # a new selection rule: the old cache is not read
     decoded = []
     real = sources._read_folder_tree
     monkeypatch.setattr(sources, "_read_folder_tree", lambda *a: decoded.append(1) or real(*a))
     load_dataset(str(root), cache_dir=tmp_path / "cache")
-    assert decoded and (tmp_path / "cache" / "decoded" / f"{first.fingerprint}.v3.pt").exists()
+    assert decoded and (tmp_path / "cache" / "decoded" / f"{first.fingerprint}.v4.json").exists()
+
+
+# --- the memory-mapped decoded cache ---------------------------------------------------------------
+
+_MAPPED_PROBE = """
+import gc, json, sys, threading, time
+from pathlib import Path
+from longtail.data.sources import load_dataset
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+peak, done = [0], threading.Event()
+
+def sample():
+    while not done.wait(0.002):
+        peak[0] = max(peak[0], status("RssAnon"))
+
+before = status("RssAnon")
+threading.Thread(target=sample, daemon=True).start()
+ds = load_dataset(sys.argv[1], cache_dir=Path(sys.argv[2]), image_size=1024)  # decoded into the cache
+done.set()
+decode_peak = max(peak[0], status("RssAnon")) - before
+size = ds.train_images.numel() + ds.test_images.numel()
+del ds
+gc.collect()
+anon, files = status("RssAnon"), status("RssFile")
+ds = load_dataset(sys.argv[1], cache_dir=Path(sys.argv[2]), image_size=1024)  # mapped from the cache
+touched = int(ds.train_images.sum()) + int(ds.test_images.sum())  # every page of the file
+print(json.dumps({"size": size, "decode_peak": decode_peak, "anon": status("RssAnon") - anon,
+                  "file": status("RssFile") - files}))
+"""
+
+
+def test_a_dataset_is_decoded_into_a_file_and_mapped_not_read_into_memory(tmp_path):
+    """In a fresh process, 64 images decoded at 1024x1024 (192 MiB): decoding holds one image at a
+    time, and the loaded dataset's pages are file-backed (RssFile), not anonymous memory (RssAnon)."""
+    import json
+    import subprocess
+    import sys
+
+    root = make_image_folder(tmp_path / "tree", classes=2, per_class=24, test_per_class=8)
+    src = Path(sources.__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", _MAPPED_PROBE, str(root), str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(src)})
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    mib = 1024 * 1024
+    assert got["size"] == 64 * 3 * 1024 * 1024
+    assert got["decode_peak"] < 64 * mib, got
+    assert got["anon"] < 32 * mib and got["file"] > 160 * mib, got
+
+
+def test_a_failed_decode_leaves_no_cache_entry(tmp_path):
+    root = make_image_folder(tmp_path / "tree", classes=2, per_class=3)
+    (root / "test" / "class1" / "zz.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # the last image decoded
+    assert "zz.png" in _refused(root, tmp_path)
+    assert list((tmp_path / "cache" / "decoded").iterdir()) == []  # nor a temporary file
+
+
+def test_a_damaged_cache_entry_is_decoded_again(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "tree", classes=2, per_class=3)
+    first = load_dataset(str(root), cache_dir=tmp_path / "cache")
+    pixels = tmp_path / "cache" / "decoded" / f"{first.fingerprint}.v3.u8"
+    # replaced, not truncated in place: `first` still maps the old file, and a mapped file that
+    # shrinks under a process kills it with SIGBUS (longtail itself only ever replaces files)
+    short = pixels.with_name("short")
+    short.write_bytes(pixels.read_bytes()[:100])
+    os.replace(short, pixels)
+    decoded = []
+    real = sources._decode_all
+    monkeypatch.setattr(sources, "_decode_all", lambda *a: decoded.append(1) or real(*a))
+    again = load_dataset(str(root), cache_dir=tmp_path / "cache")
+    assert decoded and torch.equal(again.train_images, first.train_images)
+    assert pixels.stat().st_size == first.train_images.numel() + first.test_images.numel()
+
+
+def test_a_cache_folder_without_room_decodes_into_memory(tmp_path, monkeypatch):
+    import longtail.data.cache as cache
+
+    root = make_image_folder(tmp_path / "tree", classes=2, per_class=3)
+    mapped = load_dataset(str(root), cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
+    in_memory = load_dataset(str(root), cache_dir=tmp_path / "full")
+    assert torch.equal(in_memory.train_images, mapped.train_images) and in_memory.fingerprint == mapped.fingerprint
+    assert list((tmp_path / "full" / "decoded").iterdir()) == []

@@ -18,7 +18,9 @@ from longtail.errors import LongtailError, TrainingInterrupted
 EXAMPLES = {
     "data": """examples:
   longtail data info --data cifar10 --imbalance exponential:100
-  longtail data info --data path/to/images.zip""",
+  longtail data info --data path/to/images.zip
+  longtail data info --data photos/ --image-size 64 --test-fraction 0.2   # <class>/ folders, mixed sizes
+  longtail data info --data list:ImageNet_LT_train.txt,ImageNet_LT_test.txt --root imagenet/ --image-size 64""",
     "train": """examples:
   longtail train --data cifar10 --out runs/fast
   longtail train --data cifar10 --out runs/lt --imbalance exponential:100 --loss ldam-drw --head cosine
@@ -141,7 +143,8 @@ def _cli_values(ns: argparse.Namespace, cls: type) -> dict:
     return values
 
 
-DATA_INFO_FLAGS = ("data", "imbalance", "val_size", "split_seed", "seed", "limit_train")
+DATA_INFO_FLAGS = ("data", "imbalance", "val_size", "split_seed", "seed", "limit_train", "image_size", "resize",
+                   "test_fraction", "root")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,10 +237,10 @@ def cmd_data_info(ns: argparse.Namespace) -> int:
 
     from longtail.data.imbalance import profile_counts
     from longtail.data.prepare import available_counts, training_indices
-    from longtail.data.sources import load_dataset
+    from longtail.data.sources import dataset_for
 
     cfg = resolve_train_config(_cli_values(ns, TrainConfig))
-    ds = load_dataset(cfg.data)
+    ds = dataset_for(cfg)
     c, h, w = ds.image_shape
     train_idx, val_idx = training_indices(cfg, ds)
     rows = {"train": ds.train_labels[train_idx], "val": ds.train_labels[val_idx], "test": ds.test_labels}
@@ -245,6 +248,12 @@ def cmd_data_info(ns: argparse.Namespace) -> int:
     kept = profile_counts(cfg.imbalance, available_counts(cfg, ds)) if cfg.imbalance else None
     print(f"dataset: {ds.name}  ({ds.fingerprint[:16]})")
     print(f"image shape: {c}x{h}x{w} (channels x height x width), {ds.num_classes} classes")
+    if ds.layout:
+        held_out = (f" ({ds.options.test_fraction:g} of every class, split seed {ds.options.split_seed})"
+                    if ds.options.test_fraction is not None else "")
+        print(f"layout: {ds.layout}{held_out}")
+    if ds.options.describe():
+        print(ds.options.describe())
     header = f"{'class':<16}{'train':>8}{'val':>8}{'test':>8}" + (f"{'kept':>8}" if kept else "")
     print(header)
     for j, name in enumerate(ds.classes):

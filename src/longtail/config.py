@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from longtail.data.options import MAX_SIDE, MIN_SIDE, RESIZE_MODES, ImageSize
 from longtail.registry import Registry
 from longtail.settings import merge, run_neutral_keys, setting
 
@@ -60,6 +61,18 @@ class RunSettings:
                                 neutral=True)
     resume: bool = setting(False, "continue the run in --out from its last checkpoint (its settings must match)",
                            neutral=True)
+    # What the data become before any run sees them (data/options.py, docs/data.md).
+    image_size: ImageSize | None = setting(None, "resize every image once, as it is decoded, to N x N or HxW px "
+                                           "(height x width; --resize says how); needed when the images have "
+                                           "several sizes", low=MIN_SIDE, high=MAX_SIDE, metavar="N|HxW")
+    resize: str | None = setting(None, "how --image-size resizes: crop (scale the shorter side to fit, keep the "
+                                 "centre) or stretch (scale each side to fit); unset: crop", choices=RESIZE_MODES)
+    test_fraction: float | None = setting(None, "for data without a test split (train/<class>/ alone, <class>/ "
+                                          "folders, one file list): hold out this fraction of every class as the "
+                                          "test split, drawn with --split-seed", low=0, low_open=True, high=1,
+                                          high_open=True)
+    root: str | None = setting(None, "with --data list:TRAIN.txt[,TEST.txt]: the folder the listed paths start "
+                               "from (default: the folder of TRAIN.txt)", metavar="DIR")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -19,7 +19,7 @@ from longtail import curves, distributed
 from longtail.config import RunSettings
 from longtail.data.augment import compose
 from longtail.data.loader import BatchLoader, channel_stats
-from longtail.data.sources import ImageDataset, load_dataset
+from longtail.data.sources import ImageDataset, dataset_for
 from longtail.device import resolve_device, resolve_precision
 from longtail.engine import FitOptions, FitState, build_optimizer, build_scheduler, fit
 from longtail.errors import LongtailError
@@ -46,7 +46,7 @@ def run(cfg: RunSettings, dataset: ImageDataset | None = None) -> dict:
     ctx, device = start_process(cfg.device, cfg.threads, cfg.batch_size)
     with folder.locked(enabled=ctx.is_main):
         precision = resolve_precision(cfg.precision, device)
-        ds = dataset if dataset is not None else load_dataset(cfg.data)
+        ds = dataset_for(cfg, dataset)  # a study's dataset when it was loaded with cfg's size and splits
         record = config_record(cfg, ds.fingerprint, precision, device, ctx.world_size)
         if cfg.resume and folder.config_path.exists():
             check_resumable(folder, record, run_neutral_keys(type(cfg)), setting_defaults(type(cfg)))

@@ -1,24 +1,34 @@
-"""An in-memory batch iterator: the dataset is one uint8 tensor; batches are gathered, augmented
-and normalized as whole tensors. No DataLoader, no per-sample Python, no PIL."""
+"""The batch iterator: the dataset is one uint8 tensor (in memory, or memory-mapped and chosen by
+an index, see views.py); batches are gathered, augmented and normalized as whole tensors. No
+DataLoader, no per-sample Python, no PIL."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import torch
 
 from longtail.data.augment import BatchAugment
+from longtail.data.views import IndexedImages
 from longtail.seeding import derived_generator
 
 IndexOrder = Callable[[int, torch.Generator], torch.Tensor]
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+# Values per float64 chunk of channel_stats: 64 MiB, whatever the image size.
+_STATS_CHUNK_VALUES = 8 * 1024 * 1024
+
+
+def channel_stats(images: torch.Tensor | IndexedImages, chunk: int = 4096) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images, on the [0, 1] scale.
 
-    Summed chunk by chunk in float64: a float copy of all of CIFAR-10 would cost 0.5 GB.
+    Summed chunk by chunk (at most ``chunk`` images and 64 MiB of float64 at a time) in float64:
+    a float copy of all of CIFAR-10 would cost 0.5 GB. The sums are of integers below 2**53, so
+    they are exact and the result does not depend on the chunking.
     """
     c = images.shape[1]
+    chunk = max(1, min(chunk, _STATS_CHUNK_VALUES // max(1, math.prod(images.shape[1:]))))
     total = torch.zeros(c, dtype=torch.float64)
     squares = torch.zeros(c, dtype=torch.float64)
     for start in range(0, images.shape[0], chunk):
@@ -38,9 +48,13 @@ class BatchLoader:
     ``(seed, epoch)``; ``index_order`` replaces that order (a sampler may repeat indices).
     With ``world_size > 1`` each rank takes every ``world_size``-th index of the same order,
     so the ranks share the epoch without overlap.
+
+    ``images`` in memory move to ``device`` whole, as airbench keeps its dataset; an
+    :class:`IndexedImages` view (a memory-mapped source) stays where it is and each batch is
+    gathered from it, ``source[index[batch]]``, then moved.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
+    def __init__(self, images: torch.Tensor | IndexedImages, labels: torch.Tensor, batch_size: int, *,
                  mean: list[float], std: list[float], shuffle: bool = False, seed: int = 0,
                  augment: BatchAugment | None = None, device: torch.device | str = "cpu",
                  channels_last: bool = True, index_order: IndexOrder | None = None,
@@ -49,7 +63,7 @@ class BatchLoader:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
         self.device = torch.device(device)
-        self.images = images.to(self.device)
+        self.images = images if isinstance(images, IndexedImages) else images.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -113,7 +127,7 @@ class BatchLoader:
         global_batch = self.batch_size * self.world_size
         for step in range(start_step, -(-full.numel() // global_batch)):
             batch = full[step * global_batch:(step + 1) * global_batch]
-            x = self.images[batch].to(torch.float32).div_(255)
+            x = self._gather(batch).to(torch.float32).div_(255)
             if self.copy_augment is not None and self.copy_mask is not None:
                 copies = self.copy_mask[batch]
                 x[copies] = self.copy_augment(x[copies], derived_generator(self.seed, epoch, step, 0xC0B))
@@ -121,6 +135,11 @@ class BatchLoader:
                 x = self.augment(x, derived_generator(self.seed, epoch, step, 0xA06))
             mine = slice(self.rank, None, self.world_size)
             yield self.normalize(x[mine]), self.labels[batch][mine]
+
+    def _gather(self, batch: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.images, IndexedImages):
+            return self.images[batch.cpu()].to(self.device, non_blocking=True)
+        return self.images[batch]
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std

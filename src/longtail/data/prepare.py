@@ -1,6 +1,10 @@
 """The splits of one run: validation hold-out -> subset -> imbalance -> rebalance.
 
 source -> validation split -> subset (limit_train) -> imbalance -> rebalance, then the loaders.
+
+Every step chooses rows, so every split is a view of the source (views.IndexedImages: the source
+tensor, possibly memory-mapped, and an index array); no pixels are copied here, except the
+augmented copies of the ``aug`` rebalancers.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from longtail.data.imbalance import apply_profile, indices_hash
 from longtail.data.rebalance import deferred, rebalance
 from longtail.data.split import stratified_take, train_val_split
+from longtail.data.views import Images, IndexedImages
 from longtail.errors import LongtailError
 from longtail.seeding import derived_generator
 
@@ -22,11 +27,11 @@ class PreparedData:
     """The splits of one run, after the imbalance profile and rebalancing."""
 
     classes: list[str]
-    train_images: torch.Tensor
+    train_images: Images  # views of the source (see the module doc)
     train_labels: torch.Tensor
-    val_images: torch.Tensor
+    val_images: Images
     val_labels: torch.Tensor
-    test_images: torch.Tensor
+    test_images: Images
     test_labels: torch.Tensor
     kept_counts: list[int]  # per class, after the imbalance profile, before rebalancing
     kept_hash: str
@@ -77,13 +82,14 @@ def prepare_data(cfg: Any, ds) -> PreparedData:
         empty = kept_counts.index(0)
         raise LongtailError(f"class {ds.classes[empty]!r} has no training samples left "
                             "(raise --limit-train or change the imbalance profile)")
-    rb = rebalance(getattr(cfg, "rebalance", "none"), ds.train_images[train_idx], labels, c,
+    source = IndexedImages.of(ds.train_images)
+    rb = rebalance(getattr(cfg, "rebalance", "none"), source.take(train_idx), labels, c,
                    derived_generator(cfg.seed, 0x2B))
     rb = deferred(rb, labels.numel(), getattr(cfg, "rebalance_from_epoch", 0))  # DRS: plain epochs first
-    test_images, test_labels = ds.test_images, ds.test_labels
+    test_images, test_labels = IndexedImages.of(ds.test_images), ds.test_labels
     if cfg.limit_test is not None and cfg.limit_test < test_labels.numel():
         sub = stratified_take(test_labels, cfg.limit_test, c, torch.Generator().manual_seed(cfg.split_seed + 2))
-        test_images, test_labels = test_images[sub], test_labels[sub]
-    return PreparedData(ds.classes, rb.images, rb.labels, ds.train_images[val_idx], ds.train_labels[val_idx],
+        test_images, test_labels = test_images.take(sub), test_labels[sub]
+    return PreparedData(ds.classes, rb.images, rb.labels, source.take(val_idx), ds.train_labels[val_idx],
                         test_images, test_labels, kept_counts, indices_hash(train_idx), rb.index_order,
                         rb.copy_mask, rb.copy_augment)

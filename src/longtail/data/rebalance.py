@@ -23,6 +23,10 @@ from epoch E on; epochs before E are plain shuffles of the original samples.
 - ``class-aware`` (Kang et al. 2020): the data stay as they are; each epoch visits the classes
   round-robin (shuffled class order per round), each class cycling through its shuffled samples,
   so every epoch holds exactly equal class counts (C x ceil(N / C) indices).
+
+Given a view (:class:`longtail.data.views.IndexedImages`, what prepare.py passes), copies are
+index arrays into the same source: no pixels are copied, except the augmented copies ``aug``
+makes, which are new pixels (of the minority samples only). Given a tensor, they are tensors.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from longtail.data.augment import (BatchAugment, adjust_brightness, adjust_contr
 from longtail.data.imbalance import minority_classes
 from longtail.data.loader import IndexOrder
 from longtail.data.samplers import ClassBalancedSampler, CyclingClassSampler, SquareRootSampler
+from longtail.data.views import Images, append_rows, select_rows
 from longtail.registry import Registry
 
 # Fixed augmented copies change brightness and contrast by a factor 1 +- U(0.2, 0.4): far enough
@@ -49,7 +54,7 @@ FIXED_OPS = ("hflip", "vflip", "brightness", "contrast")
 
 @dataclass
 class Rebalanced:
-    images: torch.Tensor
+    images: Images
     labels: torch.Tensor
     index_order: IndexOrder | None = None
     # For each output sample, the position in the input of the image it was made from.
@@ -59,7 +64,7 @@ class Rebalanced:
     copy_augment: BatchAugment | None = None
 
 
-Rebalancer = Callable[[torch.Tensor, torch.Tensor, int, torch.Generator], Rebalanced]
+Rebalancer = Callable[[Images, torch.Tensor, int, torch.Generator], Rebalanced]
 REBALANCERS: Registry[Rebalancer] = Registry("rebalance method")
 register_rebalancer = REBALANCERS.register
 
@@ -112,17 +117,17 @@ def _oversample(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 @register_rebalancer("none")
-def _none(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+def _none(images: Images, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     return Rebalanced(images, labels)
 
 
 @register_rebalancer("copy")
-def _copy(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+def _copy(images: Images, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     idx = _oversample(labels, num_classes)
-    return Rebalanced(images[idx], labels[idx], source=idx)
+    return Rebalanced(select_rows(images, idx), labels[idx], source=idx)
 
 
-def _augmented(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator,
+def _augmented(images: Images, labels: torch.Tensor, num_classes: int, g: torch.Generator,
                replicate: bool) -> Rebalanced:
     n = labels.numel()
     counts = torch.bincount(labels, minlength=num_classes).tolist()
@@ -132,7 +137,7 @@ def _augmented(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: 
         return Rebalanced(images, labels, source=torch.arange(n))
     copies = fixed_augmented_copies(images[chosen], _factors(chosen.numel(), g), _factors(chosen.numel(), g))
     # The pool: every input sample, then the four copies; "source" maps pool positions to inputs.
-    pool_images = torch.cat([images, copies])
+    pool_images = append_rows(images, copies)
     pool_source = torch.cat([torch.arange(n), chosen.repeat(len(FIXED_OPS))])
     pool_labels = labels[pool_source]
     positions = torch.arange(pool_labels.numel())
@@ -140,16 +145,16 @@ def _augmented(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: 
         five_fold = torch.cat([chosen, torch.arange(n, pool_labels.numel())])
         extra = _replicate(pool_labels, five_fold, replication_factors(counts, set_size=1 + len(FIXED_OPS)))
         positions = torch.cat([positions, extra])
-    return Rebalanced(pool_images[positions], pool_labels[positions], source=pool_source[positions])
+    return Rebalanced(select_rows(pool_images, positions), pool_labels[positions], source=pool_source[positions])
 
 
 @register_rebalancer("aug")
-def _aug(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+def _aug(images: Images, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     return _augmented(images, labels, num_classes, g, replicate=True)
 
 
 @register_rebalancer("aug-only")
-def _aug_only(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+def _aug_only(images: Images, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     return _augmented(images, labels, num_classes, g, replicate=False)
 
 
@@ -161,27 +166,28 @@ def random_copy_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 @register_rebalancer("copy-aug")
-def _copy_aug(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+def _copy_aug(images: Images, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     idx = _oversample(labels, num_classes)
     mask = torch.zeros(idx.numel(), dtype=torch.bool)
     mask[labels.numel():] = True
-    return Rebalanced(images[idx], labels[idx], source=idx, copy_mask=mask, copy_augment=random_copy_augment)
+    return Rebalanced(select_rows(images, idx), labels[idx], source=idx, copy_mask=mask,
+                      copy_augment=random_copy_augment)
 
 
 @register_rebalancer("class-balanced")
-def _class_balanced(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+def _class_balanced(images: Images, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     sampler = ClassBalancedSampler(labels)
     return Rebalanced(images, labels, index_order=lambda epoch, gen: sampler.draw(gen))
 
 
 @register_rebalancer("class-aware")
-def _class_aware(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+def _class_aware(images: Images, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     sampler = CyclingClassSampler(labels)
     return Rebalanced(images, labels, index_order=lambda epoch, gen: sampler.draw(gen))
 
 
 @register_rebalancer("sqrt")
-def _sqrt(images: torch.Tensor, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
+def _sqrt(images: Images, labels: torch.Tensor, num_classes: int, g: torch.Generator) -> Rebalanced:
     sampler = SquareRootSampler(labels)
     return Rebalanced(images, labels, index_order=lambda epoch, gen: sampler.draw(gen))
 
@@ -207,6 +213,6 @@ def deferred(rb: Rebalanced, n_original: int, from_epoch: int) -> Rebalanced:
     return replace(rb, index_order=order)
 
 
-def rebalance(name: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+def rebalance(name: str, images: Images, labels: torch.Tensor, num_classes: int,
               generator: torch.Generator) -> Rebalanced:
     return REBALANCERS.get_entry(name)(images, labels, num_classes, generator)

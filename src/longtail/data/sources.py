@@ -1,15 +1,25 @@
-"""Where pixels come from: the official CIFAR-10, or an image-folder tree (a directory or a zip).
+"""Where pixels come from: the official CIFAR-10, an image-folder tree (a directory or a zip), or
+file lists.
 
 Every source ends as one :class:`ImageDataset`: uint8 tensors of shape (N, C, H, W) and int64
-labels, with classes indexed in sorted class-name order. Decoded arrays are cached on disk,
-keyed by a hash of the source, so the second load is a single tensor read.
+labels. Images are decoded once into the decoded cache (cache.py: one raw file, memory-mapped,
+so a dataset may be larger than memory), keyed by a fingerprint of the source and of the load
+options that change pixels or splits (options.py); the second load maps that file.
 
-An image-folder tree is ``train/<class>/...`` and ``test/<class>/...``, optionally inside one
-wrapper folder (as macOS Finder and other zip tools make). Files are chosen by extension, as
-torchvision's ImageFolder does (plus .gif); everything else is skipped and counted by reason in
-``ImageDataset.skipped``. Every file or member is read with a size cap, whatever it claims to
-be, and every image's dimensions are checked before it is decoded (see images.py, which also
-states the colour rule).
+Layouts (the first that fits, after unwrapping one wrapper folder as macOS Finder and other zip
+tools make):
+
+- ``train/<class>/...`` and ``test/<class>/...``;
+- ``train/<class>/...`` alone, or ``<class>/...`` folders, with ``--test-fraction F``: a
+  stratified fraction of every class, drawn with ``--split-seed``, becomes the test split;
+- ``--data list:TRAIN.txt[,TEST.txt][,classes=NAMES.txt] --root DIR`` (filelist.py).
+
+Folder classes are indexed in sorted class-name order; a file list's class j is label j. In a
+tree, files are chosen by extension, as torchvision's ImageFolder does (plus .gif); everything
+else is skipped and counted by reason in ``ImageDataset.skipped``. Every file or member is read
+with a size cap, whatever it claims to be, and every image's dimensions are checked before it
+is decoded (see images.py, which also states the colour rule). Images of several sizes are
+refused unless ``--image-size`` gives the one to resize them to as they are decoded (resize.py).
 """
 
 from __future__ import annotations
@@ -22,14 +32,19 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 import torch
 
+from longtail.data import filelist
+from longtail.data.cache import Decoded, ImageWriter, open_writer, read_entry
 from longtail.data.images import MAX_IMAGE_PIXELS, Probe, decode, probe, quiet_native_stderr, shown
+from longtail.data.options import LoadOptions
+from longtail.data.resize import resize_image
+from longtail.data.split import test_holdout
 from longtail.errors import LongtailError
 
-__all__ = ["ImageDataset", "data_home", "load_dataset", "MAX_IMAGE_PIXELS"]
+__all__ = ["ImageDataset", "data_home", "dataset_for", "load_dataset", "MAX_IMAGE_PIXELS"]
 
 MIN_IMAGE_SIDE = 16
 # A 32x32 JPEG is ~1 KB; anything above this is not a small-image dataset member and could be a
@@ -39,11 +54,14 @@ _READ_STEP = 1024 * 1024
 # Files and folders looked at in one tree; ImageNet has 1.3 million. More means a link into a big
 # folder or a hostile archive, and listing it would take long before any error could be given.
 MAX_ENTRIES = 5_000_000
+# A file list of ImageNet's 1.3 million lines is about 50 MB.
+MAX_LIST_BYTES = 512 * 1024 * 1024
 # torchvision's ImageFolder extensions, plus .gif (which the loader has always read).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-# Bumped whenever what a tree decodes to can change (2: files chosen by extension, skip counts,
-# colour rule); it is part of the cache file's name, so an older cache is never read.
-CACHE_FORMAT = 2
+# Bumped whenever what a source decodes to, or how the cache stores it, can change (2: files
+# chosen by extension, skip counts, colour rule; 3: memory-mapped raw file + JSON header); it is
+# part of the cache file's name, so an older cache is never read.
+CACHE_FORMAT = 3
 SPLITS = ("train", "test")
 
 # Why a file was not read, as kept in ImageDataset.skipped.
@@ -51,17 +69,25 @@ SKIP_SYSTEM = "system file"  # macOS and Windows bookkeeping: __MACOSX/, ._*, .D
 SKIP_HIDDEN = "hidden"  # other names starting with "."
 SKIP_NOT_IMAGE = "not an image"  # an extension ImageFolder would not read
 SKIP_OUTSIDE = "outside train/ and test/"
-SKIP_NO_CLASS = "not in a class folder"  # a file directly in train/ or test/
+SKIP_NO_CLASS = "not in a class folder"  # a file directly in train/ or test/ (or the root of class folders)
 _SYSTEM_NAMES = {"__macosx", ".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r", ".spotlight-v100",
                  ".trashes", ".fseventsd", "$recycle.bin"}
 # Zip compression methods by number, for messages; only stored and deflate members are read.
 _ZIP_METHODS = {9: "Deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 95: "XZ", 97: "WavPack", 98: "PPMd",
                 99: "AES-encrypted"}
+# How the test split came about, for ``data info``.
+LAYOUT_SPLIT = "train/<class>/ and test/<class>/"
+LAYOUT_TRAIN_ONLY = "train/<class>/, test held out by --test-fraction"
+LAYOUT_FLAT = "<class>/ folders, test held out by --test-fraction"
+LAYOUT_LISTS = "file lists"
+LAYOUT_LIST_ONLY = "a training file list, test held out by --test-fraction"
+LAYOUT_OFFICIAL = "official CIFAR-10 batches"
 
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """A whole dataset in memory: train and test splits as uint8 NCHW tensors."""
+    """A whole dataset: train and test splits as uint8 NCHW tensors (views of one memory-mapped
+    file when it came from the decoded cache)."""
 
     name: str
     classes: list[str]
@@ -72,6 +98,9 @@ class ImageDataset:
     fingerprint: str
     # Files of the tree that were not read, reason -> count (see SKIP_*); empty for CIFAR-10.
     skipped: dict[str, int] = field(default_factory=dict, hash=False)
+    layout: str = ""  # one of LAYOUT_*
+    # How it was loaded (size at decode, test hold-out): a run reuses a dataset only with its own.
+    options: LoadOptions = field(default_factory=LoadOptions)
 
     @property
     def num_classes(self) -> int:
@@ -88,17 +117,37 @@ def data_home() -> Path:
     return Path(os.environ.get("LONGTAIL_DATA") or Path.home() / ".cache" / "longtail")
 
 
-def load_dataset(spec: str, cache_dir: Path | None = None) -> ImageDataset:
-    """Load ``cifar10`` (official, downloaded and verified) or an image-folder path (dir or .zip)."""
+def dataset_for(settings: Any, given: ImageDataset | None = None) -> ImageDataset:
+    """The dataset run settings (or a run's config.json dict) name: ``given`` (a study's, loaded
+    once for all its runs) when it was loaded with the same options, else loaded here."""
+    options = LoadOptions.of(settings)
+    if given is not None and given.options == options:
+        return given
+    data = settings.get("data") if isinstance(settings, dict) else settings.data
+    return _load(data, None, options)
+
+
+def load_dataset(spec: str, cache_dir: Path | None = None, *, image_size: Any = None, resize: str | None = None,
+                 test_fraction: float | None = None, split_seed: int = 0, root: str | None = None) -> ImageDataset:
+    """Load ``cifar10`` (official, downloaded and verified), an image-folder path (dir or .zip), or
+    ``list:TRAIN.txt[,TEST.txt][,classes=NAMES.txt]``; the options are those of options.py."""
+    return _load(spec, cache_dir, LoadOptions.create(image_size, resize, test_fraction, split_seed, root))
+
+
+def _load(spec: str, cache_dir: Path | None, options: LoadOptions) -> ImageDataset:
     cache_dir = Path(cache_dir) if cache_dir is not None else data_home()
-    hint = "give an image folder, a .zip, or 'cifar10'"
+    hint = "give an image folder, a .zip, list:TRAIN.txt[,TEST.txt] or 'cifar10'"
     if not isinstance(spec, str) or not spec.strip():
         # An empty path would mean the current folder, which is never what was meant.
         raise LongtailError(f"the data path is empty ({hint})")
     if spec.lower() in {"cifar10", "cifar-10"}:
-        return _load_official_cifar10(cache_dir)
+        _refuse_options(options, "CIFAR-10", has_test=True)
+        return _load_official_cifar10(cache_dir, options)
     if "\0" in spec:
         raise LongtailError(f"the data path {shown(spec)} contains a NUL character")
+    if filelist.is_list_spec(spec):
+        return _load_file_lists(spec, cache_dir, options)
+    _refuse_options(options, shown(spec), has_test=None)
     path = Path(spec).expanduser()
     try:
         st = os.stat(path)  # follows a link to the folder or zip, as a user expects
@@ -112,7 +161,8 @@ def load_dataset(spec: str, cache_dir: Path | None = None) -> ImageDataset:
             raise LongtailError(f"data path is not readable: {shown(spec)}")
         tree = _DirTree(path, st)
         listing = _list_tree(tree)
-        return _cached(path, cache_dir, _listing_fingerprint(listing), lambda: _read_folder_tree(tree, listing))
+        return _cached(path.name, cache_dir, _listing_fingerprint(listing), options,
+                       lambda stem: _read_folder_tree(tree, listing, options, stem))
     if not stat.S_ISREG(st.st_mode):
         # Opening a FIFO would wait forever for a writer; a device could be endless.
         raise LongtailError(f"data path {shown(spec)} is a {_file_kind(st.st_mode)}, not a folder or a zip archive")
@@ -126,55 +176,47 @@ def load_dataset(spec: str, cache_dir: Path | None = None) -> ImageDataset:
         if not is_zip:
             raise LongtailError(f"data path is neither a folder nor a zip archive: {shown(spec)}")
 
-        def decode_zip() -> ImageDataset:
+        def decode_zip(stem: Path) -> Decoded:
             tree = _ZipTree(path, f)
-            return _read_folder_tree(tree, _list_tree(tree))
+            return _read_folder_tree(tree, _list_tree(tree), options, stem)
 
-        return _cached(path, cache_dir, fingerprint, decode_zip)
+        return _cached(path.name, cache_dir, fingerprint, options, decode_zip)
+
+
+def _refuse_options(options: LoadOptions, what: str, has_test: bool | None) -> None:
+    """Options that make no sense for this source: --root off file lists, --test-fraction with a
+    test split of its own (for trees this is known only after listing)."""
+    if options.root is not None:
+        raise LongtailError(f"--root is for file lists (--data list:TRAIN.txt[,TEST.txt]); {what} is not one")
+    if has_test and options.test_fraction is not None:
+        raise LongtailError(f"{what} has its own test split; --test-fraction is for data without one")
 
 
 # --- caching -------------------------------------------------------------------------------------
 
 
-def _cached(path: Path, cache_dir: Path, fingerprint: str, decode_tree: Callable[[], ImageDataset]) -> ImageDataset:
-    name = shown(path.name)
-    cache_file = cache_dir / "decoded" / f"{fingerprint}.v{CACHE_FORMAT}.pt"
-    ds = _read_cache(cache_file, name, fingerprint, CACHE_FORMAT)
-    if ds is None:
-        ds = decode_tree()
-        ds = ImageDataset(name, ds.classes, ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
-                          fingerprint, ds.skipped)
-        _write_cache(cache_file, ds, CACHE_FORMAT)
-    return ds
+def _fingerprint(source: str, options: LoadOptions) -> str:
+    """The source's fingerprint, or for a resized or re-split load one of source and options."""
+    key = options.key()
+    return source if not key else hashlib.sha256(f"{source}\0{key}".encode()).hexdigest()
 
 
-def _read_cache(cache_file: Path, name: str, fingerprint: str, fmt: int) -> ImageDataset | None:
-    if not cache_file.exists():
-        return None
-    try:
-        blob = torch.load(cache_file, weights_only=True)
-        if blob.get("format") == fmt:
-            return ImageDataset(name, list(blob["classes"]), blob["train_images"], blob["train_labels"],
-                                blob["test_images"], blob["test_labels"], fingerprint, dict(blob.get("skipped", {})))
-    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
-        pass
-    return None
+def _stem(cache_dir: Path, source: str, options: LoadOptions, fmt: int) -> Path:
+    return cache_dir / "decoded" / f"{_fingerprint(source, options)}.v{fmt}"
 
 
-def _write_cache(cache_file: Path, ds: ImageDataset, fmt: int) -> None:
-    blob = {"format": fmt, "classes": ds.classes, "train_images": ds.train_images, "skipped": ds.skipped,
-            "train_labels": ds.train_labels, "test_images": ds.test_images, "test_labels": ds.test_labels}
-    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(blob, tmp)
-        os.replace(tmp, cache_file)
-    except (OSError, RuntimeError):
-        # The cache only saves time; a read-only or full cache folder must not stop a run.
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+def _cached(name: str, cache_dir: Path, source: str, options: LoadOptions,
+            decode_source: Callable[[Path], Decoded], fmt: int | None = None) -> ImageDataset:
+    """The dataset from the cache entry of (source, options), decoded into it first if need be."""
+    fmt = CACHE_FORMAT if fmt is None else fmt
+    stem = _stem(cache_dir, source, options, fmt)
+    decoded = read_entry(stem, fmt)
+    if decoded is None:
+        decoded = decode_source(stem)
+    h = decoded.header
+    return ImageDataset(shown(name), list(h["classes"]), decoded.train_images, decoded.train_labels,
+                        decoded.test_images, decoded.test_labels, _fingerprint(source, options),
+                        dict(h.get("skipped", {})), h.get("layout", ""), options)
 
 
 def _listing_fingerprint(listing: _Listing) -> str:
@@ -385,6 +427,7 @@ class _Listing:
     members: dict[str, dict[str, list[str]]]  # split -> class -> relative paths (sorted)
     skipped: Counter = field(default_factory=Counter)
     stamps: list[str] = field(default_factory=list)  # one line per entry, for the fingerprint
+    flat: bool = False  # <class>/ folders at the root (listed as the train split), not train/ and test/
 
 
 def _list_tree(tree: _DirTree | _ZipTree) -> _Listing:
@@ -403,7 +446,11 @@ def _list_tree(tree: _DirTree | _ZipTree) -> _Listing:
         prefix = wrapper.name + "/"
         ancestors = _enter(ancestors, wrapper, wrapper.name)
         root = _scan(tree, prefix, budget)
-    for node in root:
+    if not {n.name for n in root if _set_aside(n.name) is None} & set(SPLITS):
+        # No train/ or test/: every folder is a class (a test split comes from --test-fraction).
+        listing.flat = True
+        _list_split(tree, listing, "train", prefix, ancestors, budget)
+    for node in root if not listing.flat else []:
         rel = prefix + node.name
         reason = _set_aside(node.name)
         if reason is None and node.name in SPLITS:
@@ -486,11 +533,20 @@ def _skip(listing: _Listing, reason: str, rel: str) -> None:
     listing.stamps.append(f"{rel}\0skipped")
 
 
-def _read_folder_tree(tree: _DirTree | _ZipTree, listing: _Listing) -> ImageDataset:
+def _read_folder_tree(tree: _DirTree | _ZipTree, listing: _Listing, options: LoadOptions, stem: Path) -> Decoded:
     splits, where = listing.members, tree.where
-    for split in SPLITS:
-        if not splits[split]:
-            raise LongtailError(f"{where} has no {split}/<class>/ folders (expected train/<class>/* and test/<class>/*)")
+    expected = ("expected train/<class>/* and test/<class>/*, or train/<class>/* or <class>/* with "
+                "--test-fraction F")
+    if not splits["train"]:
+        other = " and no class folders" if listing.flat else ""
+        raise LongtailError(f"{where} has no train/<class>/ folders{other} ({expected})")
+    has_test = bool(splits["test"])
+    if has_test and options.test_fraction is not None:
+        raise LongtailError(f"{where} has its own test/ split; --test-fraction is for data without one")
+    if not has_test and options.test_fraction is None:
+        what = "holds <class>/ folders but no test split" if listing.flat else "has no test/<class>/ folders"
+        raise LongtailError(f"{where} {what}; give --test-fraction F to hold out a fraction F of every class as the "
+                            "test split (drawn with --split-seed)")
     classes = sorted(splits["train"])
     if len(classes) < 2:
         raise LongtailError(f"{where} has only one class ({shown(classes[0])}); at least 2 are needed")
@@ -500,98 +556,189 @@ def _read_folder_tree(tree: _DirTree | _ZipTree, listing: _Listing) -> ImageData
     for split in SPLITS:
         for cls, members in sorted(splits[split].items()):
             if not members:
-                raise LongtailError(f"class folder {split}/{shown(cls)} is empty (no "
-                                    f"{', '.join(sorted(IMAGE_SUFFIXES))} files)")
+                folder = shown(cls) if listing.flat else f"{split}/{shown(cls)}"
+                raise LongtailError(f"class folder {folder} is empty (no {', '.join(sorted(IMAGE_SUFFIXES))} files)")
     plan = {split: [(rel, j) for j, cls in enumerate(classes) for rel in splits[split].get(cls, [])]
             for split in SPLITS}
-    images = _decode_all(tree, plan)
-    labels = {split: torch.tensor([j for _, j in plan[split]], dtype=torch.int64) for split in SPLITS}
-    return ImageDataset(where, classes, images["train"], labels["train"], images["test"], labels["test"], "",
-                        dict(sorted(listing.skipped.items())))
+    layout = LAYOUT_SPLIT
+    if options.test_fraction is not None:
+        plan = _hold_out(plan["train"], classes, options)
+        layout = LAYOUT_FLAT if listing.flat else LAYOUT_TRAIN_ONLY
+    header = {"classes": classes, "skipped": dict(sorted(listing.skipped.items())), "layout": layout}
+    return _decode_all(tree.read, plan, options, stem, header)
 
 
-def _decode_all(tree, plan: dict[str, list[tuple[str, int]]]) -> dict[str, torch.Tensor]:
-    """Decode every planned image straight into one preallocated tensor per split."""
+def _hold_out(pool: list[tuple[str, int]], classes: list[str], options: LoadOptions) -> dict[str, list[tuple[str, int]]]:
+    """The plan of a source without a test split: --test-fraction of every class held out."""
+    labels = torch.tensor([j for _, j in pool], dtype=torch.int64)
+    train, test = test_holdout(labels, options.test_fraction, classes, options.split_seed)
+    return {"train": [pool[i] for i in train.tolist()], "test": [pool[i] for i in test.tolist()]}
+
+
+def _decode_all(read: Callable[[str], bytes], plan: dict[str, list[tuple[str, int]]], options: LoadOptions,
+                stem: Path, header: dict) -> Decoded:
+    """Decode every planned image (training, then test) straight into the cache entry ``stem``:
+    each one is probed, decoded, resized if asked, written, and dropped before the next."""
+    count = sum(len(plan[s]) for s in SPLITS)
+    fmt = CACHE_FORMAT
+    writer: ImageWriter | None = open_writer(stem, fmt, count, *options.size) if options.size else None
     first: Probe | None = None
-    out: dict[str, torch.Tensor] = {}
-    all_gray = True
-    with quiet_native_stderr():
-        for split in SPLITS:
-            for i, (rel, _) in enumerate(plan[split]):
-                data = tree.read(rel)
-                p = probe(rel, data)
-                if first is None:
-                    first = p
-                    if min(p.width, p.height) < MIN_IMAGE_SIDE:
-                        raise LongtailError(f"{shown(rel)} is {p.width}x{p.height} px; images must be at least "
-                                            f"{MIN_IMAGE_SIDE} px")
-                    out = _allocate({s: len(plan[s]) for s in SPLITS}, p)
-                elif (p.width, p.height) != (first.width, first.height):
-                    raise LongtailError(
-                        f"{shown(rel)} is {p.width}x{p.height} px but earlier images are {first.width}x{first.height}; "
-                        "all images of a dataset must have one size")
-                out[split][i].copy_(decode(rel, data, p))  # a grey image fills all three channels
-                all_gray &= p.gray
-    # RGB unless every image is greyscale: one channel count for the whole dataset.
-    return {s: t[:, :1].clone() for s, t in out.items()} if all_gray else out
-
-
-def _allocate(counts: dict[str, int], p: Probe) -> dict[str, torch.Tensor]:
-    need = sum(counts.values()) * 3 * p.height * p.width
-    limit = _memory_bytes()
-    if need > limit // 2:
-        raise LongtailError(f"{sum(counts.values())} images of {p.width}x{p.height} px need {need / 2**30:.1f} GiB "
-                            f"decoded, more than half of the {limit / 2**30:.1f} GiB of memory here")
     try:
-        return {s: torch.empty((n, 3, p.height, p.width), dtype=torch.uint8) for s, n in counts.items()}
-    except (RuntimeError, MemoryError):
-        raise LongtailError(f"could not allocate {need / 2**30:.1f} GiB for {sum(counts.values())} images of "
-                            f"{p.width}x{p.height} px") from None
+        with quiet_native_stderr():
+            for split in SPLITS:
+                for rel, _ in plan[split]:
+                    data = read(rel)
+                    p = probe(rel, data)
+                    if options.size is None:
+                        if first is None:
+                            first = p
+                            if min(p.width, p.height) < MIN_IMAGE_SIDE:
+                                raise LongtailError(f"{shown(rel)} is {p.width}x{p.height} px; images must be at least "
+                                                    f"{MIN_IMAGE_SIDE} px")
+                            writer = open_writer(stem, fmt, count, p.height, p.width)
+                        elif (p.width, p.height) != (first.width, first.height):
+                            raise LongtailError(
+                                f"{shown(rel)} is {p.width}x{p.height} px but earlier images are "
+                                f"{first.width}x{first.height}; all images of a dataset must have one size, or give "
+                                "--image-size N (or HxW) to resize them as they are decoded")
+                    img = decode(rel, data, p)  # a grey image is written to all three channels
+                    assert writer is not None
+                    writer.add(resize_image(img, options.size, options.resize) if options.size else img)
+        # RGB unless every image is greyscale: one channel count for the whole dataset.
+        return writer.finish([j for _, j in plan["train"]], [j for _, j in plan["test"]], header)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
 
 
-def _memory_bytes() -> int:
-    """The memory this process may use: physical memory, or less under a cgroup or rlimit."""
-    limits = [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
-    for cgroup_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+# --- file lists ----------------------------------------------------------------------------------
+
+
+def _load_file_lists(spec: str, cache_dir: Path, options: LoadOptions) -> ImageDataset:
+    parts = filelist.parse_spec(spec)
+    train_text, train_digest = _read_text(parts.train)
+    train_where = shown(parts.train)
+    train = filelist.parse_list(train_text, train_where)
+    test = None
+    stamps = [f"train\0{train_digest}"]
+    if parts.test is not None:
+        if options.test_fraction is not None:
+            raise LongtailError(f"{shown(spec)} names a test list; --test-fraction is for data without one")
+        test_text, test_digest = _read_text(parts.test)
+        test = filelist.parse_list(test_text, shown(parts.test))
+        stamps.append(f"test\0{test_digest}")
+    elif options.test_fraction is None:
+        raise LongtailError(f"{shown(spec)} names no test list; give list:TRAIN.txt,TEST.txt, or --test-fraction F to "
+                            "hold out a fraction F of every class as the test split (drawn with --split-seed)")
+    names = None
+    if parts.classes is not None:
+        classes_text, classes_digest = _read_text(parts.classes)
+        names = filelist.parse_classes(classes_text, shown(parts.classes))
+        stamps.append(f"classes\0{classes_digest}")
+    classes = filelist.check_labels(train, test, names, train_where, shown(parts.test or ""))
+    root = Path(options.root).expanduser() if options.root is not None else Path(parts.train).expanduser().parent
+    try:
+        root_st = os.stat(root)
+    except OSError as e:
+        raise LongtailError(f"the file lists' root {shown(str(root))} cannot be opened ({e.strerror})") from None
+    if not stat.S_ISDIR(root_st.st_mode):
+        raise LongtailError(f"the file lists' root {shown(str(root))} is not a folder (give --root DIR)")
+    for entries, where in ((train, train_where), (test or [], shown(parts.test or ""))):
+        stamps.extend(_stat_listed(root, entries, where))
+    source = hashlib.sha256("\n".join(stamps).encode("utf-8", "surrogateescape")).hexdigest()
+
+    def decode_lists(stem: Path) -> Decoded:
+        plan = {"train": [(e.path, e.label) for e in train], "test": [(e.path, e.label) for e in test or []]}
+        layout = LAYOUT_LISTS
+        if test is None:
+            plan = _hold_out(plan["train"], classes, options)
+            layout = LAYOUT_LIST_ONLY
+        tree = _DirTree(root, root_st)
+        return _decode_all(tree.read, plan, options, stem, {"classes": classes, "skipped": {}, "layout": layout})
+
+    return _cached(Path(parts.train).name, cache_dir, source, options, decode_lists)
+
+
+def _read_text(name: str) -> tuple[str, str]:
+    """A list or classes file's text (UTF-8) and a digest of its bytes."""
+    with _open_regular(Path(name).expanduser(), name) as f:
         try:
-            limits.append(int(Path(cgroup_file).read_text().strip()))
-        except (OSError, ValueError):
-            pass
-    return min(limits)
+            data = f.read(MAX_LIST_BYTES + 1)
+        except OSError as e:
+            raise LongtailError(f"cannot read {shown(name)}: {e.strerror}") from None
+    if len(data) > MAX_LIST_BYTES:
+        raise LongtailError(f"{shown(name)} is more than {MAX_LIST_BYTES} bytes, too large for a file list")
+    try:
+        return data.decode("utf-8"), hashlib.sha256(data).hexdigest()
+    except UnicodeDecodeError:
+        raise LongtailError(f"{shown(name)} is not UTF-8 text") from None
+
+
+def _stat_listed(root: Path, entries: list[filelist.Entry], where: str) -> list[str]:
+    """Check every listed file is there (a line number for the first that is not); one stamp
+    line each, which changes whenever the file does."""
+    if len(entries) > MAX_ENTRIES:
+        raise LongtailError(f"{where} lists more than {MAX_ENTRIES} images")
+    stamps = []
+    for e in entries:
+        try:
+            st = os.stat(root / e.path)
+        except FileNotFoundError:
+            raise LongtailError(f"{where} line {e.line}: {shown(e.path)} not found in {shown(str(root))}") from None
+        except OSError as err:
+            what = "is a symbolic link loop" if err.errno == errno.ELOOP else f"cannot be opened ({err.strerror})"
+            raise LongtailError(f"{where} line {e.line}: {shown(e.path)} {what}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise LongtailError(f"{where} line {e.line}: {shown(e.path)} is a {_file_kind(st.st_mode)}, not an image file")
+        if st.st_size > MAX_MEMBER_BYTES:
+            raise LongtailError(f"{where} line {e.line}: {shown(e.path)} is {st.st_size} bytes, too large for an image "
+                                f"(limit {MAX_MEMBER_BYTES})")
+        stamps.append(f"{e.path}\0{e.label}\0{st.st_size}:{st.st_mtime_ns}")
+    return stamps
 
 
 # --- official CIFAR-10 ---------------------------------------------------------------------------
 
 # The official tensors do not depend on the image-folder rules, so their cache keeps its own
-# format and file name (report/puzzles.py looks for that name).
-OFFICIAL_CACHE_FORMAT = 1
+# format and file name (report/puzzles.py looks for that name). 2: memory-mapped raw file.
+OFFICIAL_CACHE_FORMAT = 2
 
 
-def _load_official_cifar10(cache_dir: Path) -> ImageDataset:
+def _load_official_cifar10(cache_dir: Path, options: LoadOptions) -> ImageDataset:
     from torchvision.datasets import CIFAR10
 
-    fingerprint = "cifar10-official-" + CIFAR10.tgz_md5
-    cache_file = cache_dir / "decoded" / f"{fingerprint}.pt"
-    ds = _read_cache(cache_file, "cifar10", fingerprint, OFFICIAL_CACHE_FORMAT)
-    if ds is not None:
-        return ds
-    root = cache_dir / "cifar10"
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        # torchvision checks the archive's md5 after download and every batch file's md5 in the
-        # constructor, before anything is unpickled.
-        train = CIFAR10(str(root), train=True, download=True)
-        test = CIFAR10(str(root), train=False, download=False)
-    except (OSError, RuntimeError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise LongtailError(
-            f"could not get CIFAR-10 ({reason}); put cifar-10-python.tar.gz from "
-            f"https://www.cs.toronto.edu/~kriz/ into {root}, or pass --data PATH to an image folder or zip") from None
-    classes = list(train.classes)
-    ds = ImageDataset(
-        "cifar10", classes,
-        torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(train.targets, dtype=torch.int64),
-        torch.from_numpy(test.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(test.targets, dtype=torch.int64),
-        fingerprint)
-    _write_cache(cache_file, ds, OFFICIAL_CACHE_FORMAT)
+    source = "cifar10-official-" + CIFAR10.tgz_md5
+
+    def download_and_write(stem: Path) -> Decoded:
+        root = cache_dir / "cifar10"
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            # torchvision checks the archive's md5 after download and every batch file's md5 in the
+            # constructor, before anything is unpickled.
+            train = CIFAR10(str(root), train=True, download=True)
+            test = CIFAR10(str(root), train=False, download=False)
+        except (OSError, RuntimeError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise LongtailError(
+                f"could not get CIFAR-10 ({reason}); put cifar-10-python.tar.gz from "
+                f"https://www.cs.toronto.edu/~kriz/ into {root}, or pass --data PATH to an image folder or zip") from None
+        size = options.size or (32, 32)
+        writer = open_writer(stem, OFFICIAL_CACHE_FORMAT, len(train.data) + len(test.data), *size)
+        try:
+            for split in (train, test):
+                for start in range(0, len(split.data), 1000):
+                    block = torch.from_numpy(split.data[start:start + 1000]).permute(0, 3, 1, 2)
+                    if options.size:
+                        for img in block:
+                            writer.add(resize_image(img, options.size, options.resize))
+                    else:
+                        writer.add_batch(block)
+            header = {"classes": list(train.classes), "skipped": {}, "layout": LAYOUT_OFFICIAL}
+            return writer.finish(list(train.targets), list(test.targets), header)
+        except BaseException:
+            writer.abort()
+            raise
+
+    ds = _cached("cifar10", cache_dir, source, options, download_and_write, OFFICIAL_CACHE_FORMAT)
     return ds

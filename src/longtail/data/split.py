@@ -1,10 +1,13 @@
-"""Hold out a stratified validation split, and take stratified subsets, by index."""
+"""Hold out stratified validation and test splits, and take stratified subsets, by index."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from longtail.errors import LongtailError
+from longtail.seeding import derived_generator
 
 
 def stratified_take(labels: torch.Tensor, n: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
@@ -40,3 +43,28 @@ def train_val_split(labels: torch.Tensor, val_size: int, num_classes: int, seed:
     keep = torch.ones(labels.numel(), dtype=torch.bool)
     keep[val] = False
     return torch.nonzero(keep).flatten(), val
+
+
+def test_holdout(labels: torch.Tensor, fraction: float, classes: list[str], seed: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions (train, test) of a source without a test split: class j gives
+    floor(n_j * fraction + 1/2) of its n_j samples, drawn with ``seed``, to the test split.
+
+    Both lists keep the source's order. A class left without a test or a training sample is
+    refused: its test recall, or the class itself, would be missing from every figure."""
+    g = derived_generator(seed, 0x7E57)
+    test = []
+    for j, name in enumerate(classes):
+        members = torch.nonzero(labels == j).flatten()
+        n = members.numel()
+        take = math.floor(n * fraction + 0.5)
+        if take == 0:
+            raise LongtailError(f"--test-fraction {fraction} leaves class {name!r} ({n} images) with no test image; "
+                                "raise it, or give that class more images")
+        if take == n:
+            raise LongtailError(f"--test-fraction {fraction} leaves class {name!r} ({n} images) with no training "
+                                "image; lower it")
+        test.append(members[torch.randperm(n, generator=g)[:take]])
+    chosen = torch.zeros(labels.numel(), dtype=torch.bool)
+    chosen[torch.cat(test)] = True
+    return torch.nonzero(~chosen).flatten(), torch.nonzero(chosen).flatten()

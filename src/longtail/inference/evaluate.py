@@ -49,7 +49,8 @@ def evaluate(run: Path | str, data: str, *, precision: str | None = None) -> tup
     model = build_classifier(finished, precision, "cpu")
     out = finished.path / f"evaluation-{evaluation_name(data)}.json"
     _check_replaceable_json(out)
-    ds = load_dataset(data)
+    # decoded at the run's image size, as its own images were (a run without one takes them as they are)
+    ds = load_dataset(data, image_size=finished.config.get("image_size"), resize=finished.config.get("resize"))
     check_classes(model.classes, ds.classes, data)
     c, h, w = ds.image_shape
     pre = model.preprocess
