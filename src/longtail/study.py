@@ -306,10 +306,10 @@ def collect(study: Study, cells: list[Cell]) -> tuple[dict, list[Cell]]:
 def start_study(study: Study) -> tuple[list[Cell], Any]:
     """The grid and its dataset, every cell checked, then study.json written: a study that cannot
     run, or whose folder holds runs of other settings or data, changes nothing on disk."""
-    from longtail.data.sources import load_dataset
+    from longtail.data.sources import dataset_for
 
     cells = grid(study)
-    dataset = load_dataset(study.data)
+    dataset = dataset_for({**study.defaults, "data": study.data})  # the size and splits the arms share
     for cell in cells:
         check_cell(cell, dataset)
     write_json(study.out / "study.json", study_record(study, cells))
@@ -356,7 +356,7 @@ def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = pr
     ready = sorted((c for c in pending if c not in blocked), key=lambda c: c.kind != "pretrain")
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
-                             initargs=(threads, study.data)) as pool:
+                             initargs=(threads, {**study.defaults, "data": study.data})) as pool:
         running = {pool.submit(_worker_run, cell): cell for cell in ready}
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -380,13 +380,13 @@ def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = pr
 _WORKER_DATA: dict = {}
 
 
-def _worker_start(threads: int, data: str) -> None:
+def _worker_start(threads: int, data: dict) -> None:
     import torch
 
-    from longtail.data.sources import load_dataset
+    from longtail.data.sources import dataset_for
 
     torch.set_num_threads(threads)
-    _WORKER_DATA["dataset"] = load_dataset(data)  # from the decoded cache: a fraction of a second
+    _WORKER_DATA["dataset"] = dataset_for(data)  # from the decoded cache: a fraction of a second
 
 
 def _worker_run(cell: Cell) -> tuple[dict, float]:

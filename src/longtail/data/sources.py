@@ -117,14 +117,15 @@ def data_home() -> Path:
     return Path(os.environ.get("LONGTAIL_DATA") or Path.home() / ".cache" / "longtail")
 
 
-def dataset_for(settings: Any, given: ImageDataset | None = None) -> ImageDataset:
+def dataset_for(settings: Any, given: ImageDataset | None = None, *, download: bool = True) -> ImageDataset:
     """The dataset run settings (or a run's config.json dict) name: ``given`` (a study's, loaded
-    once for all its runs) when it was loaded with the same options, else loaded here."""
+    once for all its runs) when it was loaded with the same options, else loaded here. With
+    ``download=False`` the official CIFAR-10 must already be on this machine (the report's case)."""
     options = LoadOptions.of(settings)
     if given is not None and given.options == options:
         return given
     data = settings.get("data") if isinstance(settings, dict) else settings.data
-    return _load(data, None, options)
+    return _load(data, None, options, download)
 
 
 def load_dataset(spec: str, cache_dir: Path | None = None, *, image_size: Any = None, resize: str | None = None,
@@ -134,7 +135,7 @@ def load_dataset(spec: str, cache_dir: Path | None = None, *, image_size: Any = 
     return _load(spec, cache_dir, LoadOptions.create(image_size, resize, test_fraction, split_seed, root))
 
 
-def _load(spec: str, cache_dir: Path | None, options: LoadOptions) -> ImageDataset:
+def _load(spec: str, cache_dir: Path | None, options: LoadOptions, download: bool = True) -> ImageDataset:
     cache_dir = Path(cache_dir) if cache_dir is not None else data_home()
     hint = "give an image folder, a .zip, list:TRAIN.txt[,TEST.txt] or 'cifar10'"
     if not isinstance(spec, str) or not spec.strip():
@@ -142,7 +143,7 @@ def _load(spec: str, cache_dir: Path | None, options: LoadOptions) -> ImageDatas
         raise LongtailError(f"the data path is empty ({hint})")
     if spec.lower() in {"cifar10", "cifar-10"}:
         _refuse_options(options, "CIFAR-10", has_test=True)
-        return _load_official_cifar10(cache_dir, options)
+        return _load_official_cifar10(cache_dir, options, download)
     if "\0" in spec:
         raise LongtailError(f"the data path {shown(spec)} contains a NUL character")
     if filelist.is_list_spec(spec):
@@ -705,13 +706,15 @@ def _stat_listed(root: Path, entries: list[filelist.Entry], where: str) -> list[
 OFFICIAL_CACHE_FORMAT = 2
 
 
-def _load_official_cifar10(cache_dir: Path, options: LoadOptions) -> ImageDataset:
+def _load_official_cifar10(cache_dir: Path, options: LoadOptions, download: bool = True) -> ImageDataset:
     from torchvision.datasets import CIFAR10
 
     source = "cifar10-official-" + CIFAR10.tgz_md5
 
     def download_and_write(stem: Path) -> Decoded:
         root = cache_dir / "cifar10"
+        if not download and not (root / CIFAR10.base_folder).is_dir():
+            raise LongtailError(f"CIFAR-10 is not on this machine (looked in {cache_dir}); nothing is downloaded here")
         root.mkdir(parents=True, exist_ok=True)
         try:
             # torchvision checks the archive's md5 after download and every batch file's md5 in the

@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from longtail.data.sources import ImageDataset, data_home, load_dataset
+from longtail.data.sources import ImageDataset, dataset_for
 from longtail.errors import LongtailError
 from longtail.jigsaw import TileOptions, decode, make_puzzles, reassemble
 from longtail.jigsaw.sinkhorn import DEFAULT_ITERS, DEFAULT_TAU
@@ -30,7 +30,6 @@ EXAMPLES = 6
 PUZZLE_SEED = 0x9A2  # the figure's puzzles are the same every time the report is drawn
 GUTTER = 1  # white pixels between tiles
 WRONG = "#d62728"
-OFFICIAL_CIFAR10 = {"cifar10", "cifar-10"}
 
 
 @dataclass
@@ -55,16 +54,8 @@ def _local_dataset(config: dict) -> ImageDataset:
     if not isinstance(spec, str) or not spec:
         raise LongtailError("the pretraining run's config.json names no dataset")
     fingerprint = config.get("dataset_fingerprint")
-    if spec.lower() in OFFICIAL_CIFAR10:
-        # The official loader downloads what is missing; a report must not, so it looks first
-        # where that loader keeps the decoded tensors or the extracted batches (data/sources.py).
-        from torchvision.datasets import CIFAR10
-
-        home = data_home()
-        decoded = home / "decoded" / f"cifar10-official-{CIFAR10.tgz_md5}.pt"
-        if not (decoded.is_file() or (home / "cifar10" / CIFAR10.base_folder).is_dir()):
-            raise LongtailError(f"CIFAR-10 is not on this machine (looked in {home}); the report downloads nothing")
-    ds = load_dataset(spec)
+    # the run's own size and split options; a report downloads nothing
+    ds = dataset_for(config, download=False)
     if fingerprint and ds.fingerprint != fingerprint:
         raise LongtailError(f"the data at {spec} is not what the run was trained on "
                             f"(fingerprint {ds.fingerprint[:16]}, the run's {str(fingerprint)[:16]})")
