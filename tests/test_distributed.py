@@ -20,7 +20,7 @@ def test_two_process_gloo_training(cifar, cifar_zip, tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     # rank 0 alone reports: one headline and one per-class table
-    assert r.stdout.count("test acc") == 1 and r.stdout.count("majority acc") == 1, r.stdout
+    assert r.stdout.count("macro-F1") == 1 and r.stdout.count("majority acc") == 1, r.stdout
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "summary.json", "checkpoint.pt"}
     summary = json.loads((out / "summary.json").read_text())
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
