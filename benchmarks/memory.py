@@ -17,6 +17,10 @@ CIFAR-10 at 128x128 is 2.7 GiB of pixels (2.3 GiB of them training images), at 3
 --baseline-src runs the same training at the dataset's own size with another source tree (e.g.
 the code before the memory-mapped cache) for comparison; that code has no --image-size.
 
+For scale, each size also gets "model step only": a process that imports longtail and runs 20
+training steps of the seed CNN on one synthetic batch of that size (the `fast` recipe's
+optimizer and precision) with no dataset at all: the floor any training run at that size has.
+
 Usage:  nice -n 19 python benchmarks/memory.py --data ../shared/data/cifar10-jpeg.zip [--sizes 32,128]
 """
 
@@ -59,11 +63,32 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
+STEP_ONLY = """
+import sys, torch, torch.nn.functional as F
+from longtail.device import autocast, resolve_precision
+from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
+size, batch, threads = (int(v) for v in sys.argv[1:4])
+torch.set_num_threads(threads)
+device = torch.device("cpu")
+precision = resolve_precision("auto", device)
+model = SeedCNN(SeedCNNConfig(image_size=(size, size))).to(memory_format=torch.channels_last)
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+y = torch.randint(0, 10, (batch,))
+for _ in range(20):
+    with autocast(device, precision):
+        loss = F.cross_entropy(model(x).float(), y, label_smoothing=0.1)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+"""
+
+
 def measured(argv: list[str], env: dict[str, str]) -> Peak:
-    """Run ``python -m longtail argv`` and sample its memory until it ends."""
+    """Run ``python argv`` (e.g. ``-m longtail ...``) and sample its memory until it ends."""
     peak = Peak()
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "longtail", *argv], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, *argv], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     done = threading.Event()
 
@@ -107,14 +132,18 @@ def main() -> None:
         for size in [int(s) for s in args.sizes.split(",")]:
             env = {**os.environ, "PYTHONPATH": str(SRC), "LONGTAIL_DATA": cache}
             sized = ["--data", args.data, "--image-size", str(size)]
-            runs.append((f"{size}x{size}", "decode (data info)", size, measured(["data", "info", *sized], env)))
+            runs.append((f"{size}x{size}", "model step only", size,
+                         measured(["-c", STEP_ONLY, str(size), str(args.batch_size), str(args.threads)], env)))
+            runs.append((f"{size}x{size}", "decode (data info)", size,
+                         measured(["-m", "longtail", "data", "info", *sized], env)))
             runs.append((f"{size}x{size}", "train 1 epoch", size,
-                         measured(["train", *sized, "--out", f"{tmp}/run-{size}", *common], env)))
+                         measured(["-m", "longtail", "train", *sized, "--out", f"{tmp}/run-{size}", *common], env)))
         if args.baseline_src:
             env = {**os.environ, "PYTHONPATH": args.baseline_src, "LONGTAIL_DATA": str(Path(tmp) / "baseline-cache")}
-            runs.append(("native (baseline)", "decode (data info)", 32, measured(["data", "info", "--data", args.data], env)))
-            runs.append(("native (baseline)", "train 1 epoch", 32,
-                         measured(["train", "--data", args.data, "--out", f"{tmp}/run-baseline", *common], env)))
+            runs.append(("native (baseline)", "decode (data info)", 32,
+                         measured(["-m", "longtail", "data", "info", "--data", args.data], env)))
+            runs.append(("native (baseline)", "train 1 epoch", 32, measured(
+                ["-m", "longtail", "train", "--data", args.data, "--out", f"{tmp}/run-baseline", *common], env)))
 
     import torch
 

@@ -415,3 +415,29 @@ def test_a_cache_folder_without_room_decodes_into_memory(tmp_path, monkeypatch):
     in_memory = load_dataset(str(root), cache_dir=tmp_path / "full")
     assert torch.equal(in_memory.train_images, mapped.train_images) and in_memory.fingerprint == mapped.fingerprint
     assert list((tmp_path / "full" / "decoded").iterdir()) == []
+
+
+def test_official_cifar10_goes_through_the_mapped_cache_at_any_size(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    class Batches:  # what torchvision's CIFAR10 gives, without the download
+        tgz_md5 = tvd.CIFAR10.tgz_md5
+        classes = [f"c{j}" for j in range(10)]
+        made = []
+
+        def __init__(self, root, train=True, download=False):
+            n = 20 if train else 10
+            self.data = np.random.default_rng(n).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            self.targets = [i % 10 for i in range(n)]
+            Batches.made.append(train)
+
+    monkeypatch.setattr(tvd, "CIFAR10", Batches)
+    ds = load_dataset("cifar10", cache_dir=tmp_path)
+    assert ds.fingerprint == f"cifar10-official-{Batches.tgz_md5}" and ds.classes == Batches.classes
+    assert torch.equal(ds.train_images, torch.from_numpy(Batches(None).data).permute(0, 3, 1, 2))
+    assert ds.test_labels.tolist() == list(range(10)) and ds.image_shape == (3, 32, 32)
+    Batches.made.clear()
+    again = load_dataset("cifar10", cache_dir=tmp_path)
+    assert not Batches.made and torch.equal(again.test_images, ds.test_images)  # mapped from the cache
+    small = load_dataset("cifar10", cache_dir=tmp_path, image_size=16)
+    assert small.image_shape == (3, 16, 16) and small.fingerprint != ds.fingerprint
