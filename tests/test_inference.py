@@ -284,3 +284,17 @@ def test_predict_refusals(trained, test_pngs, tmp_path, capsys):
     mine.write_text("a,b\n1,2\n")
     one_line_error(capsys, ["predict", str(run), good, "--out", str(mine)], "not a predictions file")
     assert mine.read_text() == "a,b\n1,2\n"
+
+
+@pytest.mark.parametrize("mode", ["crop", "stretch"])
+def test_inputs_of_another_size_are_resized_as_the_dataset_was(mode):
+    from longtail.data.resize import resize_image
+    from longtail.inference.model import Preprocess
+
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randint(0, 256, (1, 3, 24, 48), dtype=torch.uint8, generator=g)  # 48 wide, 24 tall
+    pre = Preprocess([0.0] * 3, [1.0] * 3, (16, 16), True, 3, crop=mode == "crop")
+    got = pre(wide).contiguous()
+    want = resize_image(wide[0], (16, 16), mode).float().div(255)  # the dataset's uint8 decode-time resize
+    # float vs uint8 rounding: within one grey level; a crop taken as a stretch (or off-centre) is far
+    assert (got[0] - want).abs().max() <= 1.5 / 255

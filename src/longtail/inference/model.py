@@ -111,8 +111,9 @@ class Preprocess(nn.Module):
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], size: tuple[int, int], resize: bool,
-                 channels: int):
+                 channels: int, crop: bool = True):
         super().__init__()
+        self.crop = crop  # the run's --resize: crop (cover, then the centre) or stretch
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
         self.height, self.width = int(size[0]), int(size[1])
@@ -135,10 +136,18 @@ class Preprocess(nn.Module):
             if not self.resize:
                 raise ValueError("the model takes " + str(self.width) + "x" + str(self.height) + " px images, got "
                                  + str(x.shape[3]) + "x" + str(x.shape[2]))
-            # Images already at the run's size pass untouched; others are resized as torchvision's
-            # resize does (bilinear, antialiased).
-            x = F.interpolate(x, size=[self.height, self.width], mode="bilinear", align_corners=False,
-                              antialias=True)
+            # Images already at the run's size pass untouched; others are resized as the dataset
+            # was at decode (data/resize.py): bilinear and antialiased, cropped or stretched.
+            h, w = x.shape[2], x.shape[3]
+            if self.crop:
+                scale = max(self.height / h, self.width / w)
+                nh, nw = max(self.height, int(round(h * scale))), max(self.width, int(round(w * scale)))
+                x = F.interpolate(x, size=[nh, nw], mode="bilinear", align_corners=False, antialias=True)
+                top, left = int(round((nh - self.height) / 2.0)), int(round((nw - self.width) / 2.0))
+                x = x[:, :, top:top + self.height, left:left + self.width]
+            else:
+                x = F.interpolate(x, size=[self.height, self.width], mode="bilinear", align_corners=False,
+                                  antialias=True)
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last)
 
@@ -213,7 +222,8 @@ def build_classifier(run: FinishedRun, precision: str | None, device: torch.devi
     channels, height, width = run.image_shape
     resize = run.resize_to
     norm = ckpt["normalization"]
-    preprocess = Preprocess(norm["mean"], norm["std"], resize or (height, width), resize is not None, channels)
+    preprocess = Preprocess(norm["mean"], norm["std"], resize or (height, width), resize is not None, channels,
+                            crop=run.config.get("resize") != "stretch")
     model = Classifier(net, preprocess, run.classes, ckpt.get("logit_adjustment"), precision)
     model.run_path = run.path
     return model.to(device).eval().requires_grad_(False)
