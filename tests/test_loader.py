@@ -225,3 +225,12 @@ def test_batches_gathered_from_the_mapped_cache_equal_the_in_memory_ones(tmp_pat
 def test_channel_stats_do_not_depend_on_the_chunking():
     images = torch.randint(0, 256, (40, 3, 9, 9), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     assert channel_stats(images, chunk=3) == channel_stats(images, chunk=40) == channel_stats(images, chunk=1)
+
+
+def test_evaluation_batches_shrink_with_the_image_area():
+    from longtail.data.loader import eval_batch_size
+
+    # CIFAR's 1,024 images of 32x32 (what every recorded figure used); the same pixels per batch above
+    assert [eval_batch_size(32, 32), eval_batch_size(64, 64), eval_batch_size(128, 128), eval_batch_size(16, 16)] \
+        == [1024, 256, 64, 4096]
+    assert eval_batch_size(4096, 4096) == 16  # never fewer than 16

@@ -18,7 +18,7 @@ import longtail
 from longtail import curves, distributed
 from longtail.config import RunSettings
 from longtail.data.augment import compose
-from longtail.data.loader import BatchLoader, channel_stats
+from longtail.data.loader import BatchLoader, channel_stats, eval_batch_size
 from longtail.data.sources import ImageDataset, dataset_for
 from longtail.device import resolve_device, resolve_precision
 from longtail.engine import FitOptions, FitState, build_optimizer, build_scheduler, fit
@@ -28,7 +28,6 @@ from longtail.settings import run_neutral_keys, setting_defaults
 from longtail.tasks import TASKS
 from longtail.tasks.base import RunTask
 
-EVAL_BATCH = 1024
 
 
 def run(cfg: RunSettings, dataset: ImageDataset | None = None) -> dict:
@@ -71,8 +70,9 @@ def _train(cfg: RunSettings, task_cls: type[RunTask], folder: RunDir, ds: ImageD
                         seed=cfg.seed, augment=compose(cfg.augment), index_order=data.index_order,
                         copy_mask=data.copy_mask, copy_augment=data.copy_augment, **shards, **common)
     eval_shards = shards if task.shard_eval else {}
-    val = BatchLoader(data.val_images, data.val_labels, EVAL_BATCH, **eval_shards, **common)
-    test = BatchLoader(data.test_images, data.test_labels, EVAL_BATCH, **eval_shards, **common)
+    eval_batch = eval_batch_size(*ds.image_shape[1:])
+    val = BatchLoader(data.val_images, data.val_labels, eval_batch, **eval_shards, **common)
+    test = BatchLoader(data.test_images, data.test_labels, eval_batch, **eval_shards, **common)
 
     slow, slow_scale = task.slow_layers()
     optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,

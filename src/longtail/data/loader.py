@@ -20,6 +20,14 @@ IndexOrder = Callable[[int, torch.Generator], torch.Tensor]
 _STATS_CHUNK_VALUES = 8 * 1024 * 1024
 
 
+def eval_batch_size(height: int, width: int) -> int:
+    """Images per evaluation batch: 1,024 at 32x32 (CIFAR-10), fewer for larger images so a batch's
+    activations stay about the same size (at 128x128 one batch of 1,024 would need about 1 GiB for
+    the first convolution alone). The run and inference use the same rule, so predictions see the
+    shapes the run's test did."""
+    return max(16, 1024 * 32 * 32 // max(1, height * width))
+
+
 def channel_stats(images: torch.Tensor | IndexedImages, chunk: int = 4096) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images, on the [0, 1] scale.
 

@@ -43,7 +43,7 @@ def evaluate(run: Path | str, data: str, *, precision: str | None = None) -> tup
     as evaluation-<name>.json. Returns (that path, the record)."""
     from longtail.data.sources import load_dataset
     from longtail.metrics import classification_report, confusion_matrix
-    from longtail.run import EVAL_BATCH
+    from longtail.data.loader import eval_batch_size
 
     finished = open_run(run, "evaluate")
     model = build_classifier(finished, precision, "cpu")
@@ -63,8 +63,9 @@ def evaluate(run: Path | str, data: str, *, precision: str | None = None) -> tup
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     loss_sum = torch.zeros((), dtype=torch.float64)
     # As tasks.classify.confusion: loss on the raw logits, predictions after the adjustment.
-    for start in range(0, ds.test_labels.numel(), EVAL_BATCH):
-        images, labels = ds.test_images[start:start + EVAL_BATCH], ds.test_labels[start:start + EVAL_BATCH]
+    batch = eval_batch_size(pre.height, pre.width)
+    for start in range(0, ds.test_labels.numel(), batch):
+        images, labels = ds.test_images[start:start + batch], ds.test_labels[start:start + batch]
         logits = model.raw_logits(images)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         cm += confusion_matrix(labels, (logits - model.logit_adjustment).argmax(dim=1), num_classes)

@@ -62,14 +62,15 @@ def predict(model: Classifier, files: Sequence[Path], top_k: int = 1) -> Iterato
 
     Files are decoded a batch at a time; images of one size are run through the model together,
     in batches of the run's own evaluation batch, so the kernels see the shapes the run's test did."""
-    from longtail.run import EVAL_BATCH
+    from longtail.data.loader import eval_batch_size
 
     if top_k < 1:
         raise LongtailError(f"--top-k must be at least 1, got {top_k}")
     k = min(top_k, len(model.classes))
     channels = model.preprocess.channels
-    for start in range(0, len(files), EVAL_BATCH):
-        chunk = files[start:start + EVAL_BATCH]
+    batch = eval_batch_size(model.preprocess.height, model.preprocess.width)
+    for start in range(0, len(files), batch):
+        chunk = files[start:start + batch]
         images = [read_image(p, channels) for p in chunk]
         if not model.preprocess.resize:
             want = (model.preprocess.height, model.preprocess.width)
