@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def _product(values: list[int]) -> int:
     return out
 
 
-class ImageWriter:
+class ImageWriter(ABC):
     """Takes a dataset's images in order (training, then test) and keeps them where they will be
     read from. Every image is stored with three channels; ``finish`` keeps one if all were grey
     (a dataset is RGB unless every image in it is greyscale)."""
@@ -114,11 +115,13 @@ class ImageWriter:
         return self._finish(torch.tensor(train_labels, dtype=torch.int64),
                             torch.tensor(test_labels, dtype=torch.int64), header)
 
+    @abstractmethod
     def _store(self, images: torch.Tensor) -> None:
-        raise NotImplementedError
+        """Append ``images`` (uint8, n x 3 x H x W) after those already written."""
 
+    @abstractmethod
     def _finish(self, train: torch.Tensor, test: torch.Tensor, header: dict) -> Decoded:
-        raise NotImplementedError
+        """The written images as a Decoded dataset with these labels and header."""
 
     def abort(self) -> None:
         """Drop what was written (the decode failed)."""

@@ -19,6 +19,7 @@ round-robin over the classes, so every epoch holds exactly equal class counts.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -28,7 +29,7 @@ from longtail.seeding import derived_generator
 from longtail.errors import LongtailError
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler[int], ABC):
     """A sampler whose epoch ``e`` is drawn afresh from (seed, e) alone, so a run can resume in
     the middle of training with the orders it would have had. Subclasses define ``draw``."""
 
@@ -36,8 +37,9 @@ class EpochSampler(Sampler[int]):
     epoch: int = 0
     num_samples: int
 
+    @abstractmethod
     def draw(self, generator: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
+        """One epoch's indices, drawn from ``generator`` alone."""
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

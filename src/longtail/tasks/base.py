@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from longtail.engine import FitState
 from longtail.models.seed_cnn import count_parameters
 
 
-class RunTask:
+class RunTask(ABC):
     """One task of a run: its model, how a batch becomes a loss, how a split is scored, and what
     its summary and checkpoint add to the common ones. Built after the data, under the run's
     seed, so model initialisation draws from the same stream whatever the task."""
@@ -37,8 +38,9 @@ class RunTask:
         images a transferred classifier is selected or tested on)."""
         return prepare_data(cfg, ds)
 
+    @abstractmethod
     def __init__(self, cfg: Any, ds, data: PreparedData, device: torch.device, ctx: DistContext):
-        raise NotImplementedError
+        """Build ``self.model`` (on ``device``) and ``self.arch`` for the data ``ds``."""
 
     def slow_layers(self) -> tuple[set[str], float]:
         """Child modules trained at a fraction of the learning rate (transferred layers), and
@@ -49,12 +51,13 @@ class RunTask:
     def start_epoch(self, epoch: int) -> None:
         pass
 
+    @abstractmethod
     def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
-        raise NotImplementedError
+        """The loss of one batch; random draws come from ``step_seed`` = (seed, epoch, step)."""
 
+    @abstractmethod
     def evaluate(self, model: nn.Module, loader: BatchLoader, precision: str) -> dict:
         """Figures of a split; "score" is what model selection maximises."""
-        raise NotImplementedError
 
     def epoch_extras(self, model: nn.Module, test: BatchLoader, precision: str) -> dict:
         """Figures added to every epoch's metrics row (the seed's per-epoch test accuracy)."""
@@ -64,10 +67,10 @@ class RunTask:
     def checkpoint_extras(self) -> dict:
         return {}
 
+    @abstractmethod
     def summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState,
                 data: PreparedData) -> dict:
         """The task's part of summary.json, computed with the selected weights loaded."""
-        raise NotImplementedError
 
     @staticmethod
     def epoch_figures(row: dict) -> list[tuple[str, float]]:
