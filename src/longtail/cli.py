@@ -155,9 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"longtail {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    def command(name: str, help: str, **kw) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, epilog=EXAMPLES.get(name),
-                              formatter_class=_SettingsHelp, **kw)
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        """A subcommand: its one-line help, a longer description if given, and its examples."""
+        text = textwrap.fill(f"{help}: {description}", 100) if description else help
+        return sub.add_parser(name, help=help, description=text, epilog=EXAMPLES.get(name),
+                              formatter_class=_SettingsHelp)
 
     data = command("data", "inspect a dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser, metavar="ACTION")
@@ -193,12 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_help = "a finished classifier run folder (longtail train --out)"
 
-    def use_command(name: str, help: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=textwrap.fill(f"{help}: {description}", 100),
-                              epilog=EXAMPLES[name],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-
-    predict = use_command("predict", "classify images with a finished classifier run",
+    predict = command("predict", "classify images with a finished classifier run",
                           "one CSV row per image (path, then the top-k classes and their probabilities), with the "
                           "run's own preprocessing and, for logit-adjust-posthoc, the adjustment its test figures "
                           "were made with")
@@ -210,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", default=None, metavar="FILE.csv",
                          help="write the CSV here instead of stdout (replaces only a predictions file longtail wrote)")
 
-    evaluate = use_command("evaluate", "score a finished classifier run on another labelled dataset",
+    evaluate = command("evaluate", "score a finished classifier run on another labelled dataset",
                            "every test figure of summary.json (accuracy, balanced accuracy, macro-F1, per class, "
                            "confusion) on the TEST split of --data, printed in one line and written to "
                            "RUN/evaluation-<name of --data>.json")
@@ -219,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="'cifar10' or an image folder / .zip with train/<class>/ and test/<class>/ and the "
                           "run's class names; only test/ is scored")
 
-    export = use_command("export", "write a finished classifier run's model as one TorchScript or ONNX file",
+    export = command("export", "write a finished classifier run's model as one TorchScript or ONNX file",
                          "preprocessing inside; input uint8 images (N, C, H, W) in [0, 255] at the run's image size "
                          "(TorchScript also float in [0, 1], and other sizes when the run resizes), output logits "
                          "(after the run's post-hoc adjustment, if any); see docs/inference.md")
