@@ -146,3 +146,17 @@ def test_lt_schedule_is_cao_et_al_staircase_at_the_boundary_steps():
     short = _lrs("lt", 0.1, 20)
     assert short[0] == pytest.approx(0.02) and short[15] == pytest.approx(0.1) and short[16] == pytest.approx(0.001)
     assert short[18] == pytest.approx(1e-5)
+
+
+def test_lt_recipe_uses_plain_momentum_as_cao_et_al():
+    # Cao et al.'s CIFAR code builds torch.optim.SGD(momentum=0.9) without Nesterov; the fast recipe's
+    # "sgd" is Nesterov's. A recipe or registry slip would change every lt figure silently.
+    from longtail.config import RECIPES
+    from longtail.engine import build_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    lt = build_optimizer(model, RECIPES.get_entry("lt")["optimizer"], 0.1, 2e-4, 0.9)
+    fast = build_optimizer(model, RECIPES.get_entry("fast")["optimizer"], 0.1, 5e-4, 0.9)
+    assert lt.param_groups[0]["nesterov"] is False and lt.param_groups[0]["momentum"] == 0.9
+    assert lt.param_groups[0]["weight_decay"] == 2e-4
+    assert fast.param_groups[0]["nesterov"] is True

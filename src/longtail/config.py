@@ -34,7 +34,8 @@ class RunSettings:
     recipe: str = setting("fast", "named defaults for the fields marked 'default from --recipe'")
     epochs: int | None = setting(None, "training epochs", low=1, high=100_000)
     batch_size: int | None = setting(None, "images per step (over all processes under torchrun)", low=1, high=65_536)
-    optimizer: str | None = setting(None, "optimizer of the weights (sgd: Nesterov momentum)", choices="longtail.engine:OPTIMIZERS")
+    optimizer: str | None = setting(None, "optimizer of the weights (sgd: Nesterov momentum; sgd-momentum: "
+                                    "plain momentum, as the long-tail papers' code)", choices="longtail.engine:OPTIMIZERS")
     lr: float | None = setting(None, "peak learning rate", low=0, low_open=True, high=100)
     momentum: float = setting(0.9, "SGD momentum (Nesterov when above 0)", low=0, high=1, high_open=True)
     weight_decay: float | None = setting(None, "L2 weight decay", low=0, high=1)
@@ -165,10 +166,10 @@ RECIPES: Registry[dict[str, Any]] = Registry("recipe", {
     "fast": dict(epochs=20, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4, schedule="onecycle",
                  label_smoothing=0.1, augment=["crop", "flip"]),
     # The long-tail literature's CIFAR setting (Cao et al. 2019's code, used by most later papers): SGD
-    # momentum 0.9, lr 0.1, weight decay 2e-4, batch 128, 200 epochs, warm-up over 5 epochs and x0.01
+    # with plain (not Nesterov) momentum 0.9, lr 0.1, weight decay 2e-4, batch 128, 200 epochs, warm-up over 5 epochs and x0.01
     # after 160, x0.0001 after 180 (schedule "lt"), crop + flip, no label smoothing. ldam-drw's default
     # drw_epoch (0.8 x epochs) is then epoch 160, theirs.
-    "lt": dict(epochs=200, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=2e-4, schedule="lt",
+    "lt": dict(epochs=200, batch_size=128, optimizer="sgd-momentum", lr=0.1, weight_decay=2e-4, schedule="lt",
                label_smoothing=0.0, augment=["crop", "flip"]),
 })
 

@@ -204,7 +204,13 @@ def _sgd(groups: list[dict], lr: float, weight_decay: float, momentum: float) ->
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
 
 
-OPTIMIZERS = Registry("optimizer", {"adam": _adam, "sgd": _sgd})
+def _sgd_momentum(groups: list[dict], lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+    # plain (heavy-ball) momentum, as Cao et al.'s CIFAR code (torch.optim.SGD's default) and so the
+    # "lt" recipe: Nesterov's look-ahead is our "fast" recipe's choice, not the papers'
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=False, weight_decay=weight_decay)
+
+
+OPTIMIZERS = Registry("optimizer", {"adam": _adam, "sgd": _sgd, "sgd-momentum": _sgd_momentum})
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
