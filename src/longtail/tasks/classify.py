@@ -4,6 +4,7 @@ The model is the one ``--model`` names (:mod:`longtail.models`), optionally star
 file (``--pretrained``, :mod:`longtail.models.pretrained`) or another run's checkpoint (``--init``,
 :mod:`longtail.transfer`); the loss comes from the loss registry with the training set's class
 counts; post-hoc logit adjustment (Menon et al. 2021) subtracts tau*log(prior) at prediction time.
+With ``--mix`` the training batches are mixed pairs (mixup, Remix: :mod:`longtail.tasks.mixing`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from longtail.metrics import (accuracy, accuracy_by_class_size, accuracy_by_thir
 from longtail.models import ModelRequest, build_from_arch, build_module, model_arch, split_model_name
 from longtail.models.pretrained import load_pretrained
 from longtail.models.torchvision_models import check_input
+from longtail.seeding import derived_generator
+from longtail.settings import setting_defaults
 from longtail.tasks.base import RunTask
+from longtail.tasks.mixing import MIX_STREAM, MixContext, build_mix, mixed_loss
 from longtail.transfer import check_init, check_transfer_layers, init_from_checkpoint
 
 
@@ -130,6 +134,7 @@ class ClassifyTask(RunTask):
                                 f"(epochs 0 to {cfg.epochs - 1}): the rebalancing would never apply")
         if cfg.rebalance_from_epoch and cfg.rebalance == "none":
             raise LongtailError("--rebalance-from-epoch defers a rebalance method, but --rebalance is none")
+        check_mix_settings(cfg)
 
     def __init__(self, cfg: TrainConfig, ds, data: PreparedData, device: torch.device, ctx: DistContext):
         self.cfg = cfg
@@ -154,6 +159,10 @@ class ClassifyTask(RunTask):
                                                         cfg.label_smoothing, cfg.loss_params)).to(device)
         init_output_bias(self.model, self.loss_fn)  # part of cb-focal (Cui et al.): last bias -log(C - 1)
         self.logit_adjustment = getattr(self.loss_fn, "posthoc_adjustment", None)
+        # Remix compares class sizes of the imbalanced set itself (the kept counts): an oversampler
+        # changes how often a class is seen, not how rare its images are
+        self.mix = build_mix(cfg.mix, MixContext(torch.tensor(data.kept_counts), cfg.mix_alpha, cfg.remix_kappa,
+                                                 cfg.remix_tau))
 
     def slow_layers(self) -> tuple[set[str], float]:
         cfg = self.cfg
@@ -168,7 +177,10 @@ class ClassifyTask(RunTask):
             self.loss_fn.set_epoch(epoch)
 
     def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
-        return self.loss_fn(model(x).float(), y)
+        if self.mix is None:
+            return self.loss_fn(model(x).float(), y)
+        batch = self.mix(x, y, derived_generator(*step_seed, MIX_STREAM))
+        return mixed_loss(self.loss_fn, model(batch.x).float(), batch)
 
     def confusion(self, model: nn.Module, loader: BatchLoader, precision: str) -> tuple[torch.Tensor, float]:
         return confusion(model, loader, precision, self.num_classes, self.logit_adjustment)
@@ -247,3 +259,13 @@ class ClassifyTask(RunTask):
         if self.pretrained_log is not None:
             summary["pretrained"] = self.pretrained_log
         return summary
+
+
+def check_mix_settings(cfg: TrainConfig) -> None:
+    """Refuse mixing parameters that the chosen --mix would ignore."""
+    defaults = setting_defaults(TrainConfig)
+    unused = {"none": ("mix_alpha", "remix_kappa", "remix_tau"), "mixup": ("remix_kappa", "remix_tau")}
+    for name in unused.get(cfg.mix, ()):
+        if getattr(cfg, name) != defaults[name]:
+            needs = "--mix remix" if name.startswith("remix") else "--mix mixup or remix"
+            raise LongtailError(f"--{name.replace('_', '-')} applies with {needs}, but --mix is {cfg.mix}")
