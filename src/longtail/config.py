@@ -104,7 +104,8 @@ class TrainConfig(RunSettings):
     rebalance: str = setting("none", "oversampling or sampler (docs/imbalance.md)",
                              choices="longtail.data.rebalance:REBALANCERS")
     loss: str = setting("ce", "training loss (docs/imbalance.md)", choices="longtail.losses:LOSSES")
-    loss_params: dict = setting(help="extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2",
+    loss_params: dict = setting(help="extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2; "
+                                "logit-adjust-posthoc's tau=val chooses tau on the validation split",
                                 default_factory=dict)
     mix: str = setting("none", "mix pairs of training images (one lambda per batch): mixup (Zhang et al. 2018) "
                        "or remix (Chou et al. 2020; labels favour the rarer class); docs/imbalance.md",

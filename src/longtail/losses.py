@@ -53,8 +53,9 @@ def build_loss(name: str, ctx: LossContext) -> nn.Module:
     return LOSSES.get_entry(name)(ctx)
 
 
-def loss_params(ctx: LossContext, loss: str, defaults: dict) -> dict:
-    """``ctx.params`` over ``defaults``; unknown names and wrong types are errors naming them."""
+def loss_params(ctx: LossContext, loss: str, defaults: dict, words: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """``ctx.params`` over ``defaults``; unknown names and wrong types are errors naming them. A
+    number parameter named in ``words`` also takes those words (e.g. tau = "val")."""
     unknown = [k for k in ctx.params if k not in defaults]
     if unknown:
         takes = ", ".join(defaults) if defaults else "no parameters"
@@ -64,8 +65,11 @@ def loss_params(ctx: LossContext, loss: str, defaults: dict) -> dict:
         if isinstance(defaults[key], str):
             if not isinstance(value, str):
                 raise LongtailError(f"loss parameter {key} must be text, got {value!r}")
+        elif value in (words or {}).get(key, ()):
+            pass
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise LongtailError(f"loss parameter {key} must be a number, got {value!r}")
+            also = "".join(f" or {w!r}" for w in (words or {}).get(key, ()))
+            raise LongtailError(f"loss parameter {key} must be a number{also}, got {value!r}")
         values[key] = value
     return values
 
@@ -307,12 +311,24 @@ class LogitAdjustedLoss(nn.Module):
 
 class PosthocLogitAdjustment(nn.Module):
     """Menon et al. 2021 (post-hoc): train with plain cross-entropy, predict argmax of
-    z - tau * log(pi). ``posthoc_adjustment`` holds tau * log(pi) for the predictor to subtract."""
+    z - tau * log(pi). ``posthoc_adjustment`` holds tau * log(pi) for the predictor to subtract.
 
-    def __init__(self, class_counts: torch.Tensor, tau: float = 1.0, label_smoothing: float = 0.0):
+    With ``tau_from_validation`` the run chooses tau on its validation split after training
+    (``longtail.tasks.posthoc``) and sets it with :meth:`set_tau`; ``tau`` serves until then.
+    """
+
+    def __init__(self, class_counts: torch.Tensor, tau: float = 1.0, label_smoothing: float = 0.0,
+                 tau_from_validation: bool = False):
         super().__init__()
-        self.register_buffer("posthoc_adjustment", tau * log_prior(class_counts))
+        self.register_buffer("log_prior", log_prior(class_counts))
+        self.register_buffer("posthoc_adjustment", tau * self.log_prior)
+        self.tau = float(tau)
+        self.tau_from_validation = tau_from_validation
         self.label_smoothing = label_smoothing
+
+    def set_tau(self, tau: float) -> None:
+        self.tau = float(tau)
+        self.posthoc_adjustment = tau * self.log_prior
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,
                 sample_weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -390,7 +406,14 @@ def _balanced_softmax(ctx: LossContext) -> nn.Module:
     return LogitAdjustedLoss(ctx.class_counts, 1.0, ctx.label_smoothing)
 
 
+TAU_FROM_VALIDATION = "val"
+
+
 @register_loss("logit-adjust-posthoc")
 def _logit_adjust_posthoc(ctx: LossContext) -> nn.Module:
-    p = loss_params(ctx, "logit-adjust-posthoc", {"tau": 1.0})
-    return PosthocLogitAdjustment(ctx.class_counts, p["tau"], ctx.label_smoothing)
+    # tau = "val": chosen on the validation split after training; epochs are scored with tau = 1
+    # (the paper's default) until then
+    p = loss_params(ctx, "logit-adjust-posthoc", {"tau": 1.0}, words={"tau": (TAU_FROM_VALIDATION,)})
+    search = p["tau"] == TAU_FROM_VALIDATION
+    return PosthocLogitAdjustment(ctx.class_counts, 1.0 if search else p["tau"], ctx.label_smoothing,
+                                  tau_from_validation=search)
