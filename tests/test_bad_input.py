@@ -97,6 +97,8 @@ CASES = [
     ("unknown loss", lambda t: _train(_good(t), t, "--loss", "hinge"), "unknown loss"),
     ("unknown rebalance", lambda t: _train(_good(t), t, "--rebalance", "smote"), "unknown rebalance"),
     ("unknown augmentation", lambda t: _train(_good(t), t, "--augment", "rotate"), "unknown augmentation"),
+    ("mixup alpha of zero", lambda t: _train(_good(t), t, "--mix", "mixup", "--mix-alpha", "0"),
+     "mix_alpha in the command line must be > 0"),
     ("out is a file", lambda t: (t.joinpath("f").write_text("x"), _train(_good(t), t)[:4] + [str(t / "f")]
                                  + ["--epochs", "1", "--val-size", "2", "--quiet"])[1], "not a folder"),
     ("missing config", lambda t: _train(_good(t), t, "--config", str(t / "none.toml")), "not found"),

@@ -265,3 +265,29 @@ def test_cli_names_an_unknown_loss_parameter(tiny_folder, tmp_path, capsys):
                "--loss-param", "gama=2", "--epochs", "1", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "'gama'" in err
+
+
+def test_sample_weight_scales_each_term_and_keeps_the_normaliser():
+    w = [111 / 100, 111 / 10, 111 / 1]
+    s = [1.0, 0.5, 0.0, 0.25]
+    terms = [si * w[y] * ce(r, y) for si, r, y in zip(s, LOGITS, TARGETS)]
+    _, module = loss("weighted")
+    got = module(torch.tensor(LOGITS), torch.tensor(TARGETS), sample_weight=torch.tensor(s))
+    assert float(got) == pytest.approx(sum(terms) / sum(w[y] for y in TARGETS), rel=1e-6)  # not / sum s w
+    _, module = loss("focal", {"gamma": 0})
+    got = module(torch.tensor(LOGITS), torch.tensor(TARGETS), sample_weight=torch.tensor(s))
+    assert float(got) == pytest.approx(mean([si * ce(r, y) for si, r, y in zip(s, LOGITS, TARGETS)]), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("params", [{}, {"reduction": "sum"}, {"reduction": "mean"}])
+def test_every_loss_takes_a_sample_weight_that_scales_it(name, params):
+    if params and name not in ("weighted", "cb", "cb-softmax-focal"):
+        pytest.skip("the loss has no reduction parameter")
+    module = build_loss(name, LossContext(torch.tensor(COUNTS), 5, 0.1, params))
+    if hasattr(module, "set_epoch"):
+        module.set_epoch(4)  # LDAM-DRW with its class weights on
+    z, y = torch.tensor(LOGITS), torch.tensor(TARGETS)
+    plain = float(module(z, y))
+    assert float(module(z, y, sample_weight=torch.ones(4))) == pytest.approx(plain, rel=1e-6)
+    assert float(module(z, y, sample_weight=torch.full((4,), 0.3))) == pytest.approx(0.3 * plain, rel=1e-6)

@@ -57,6 +57,10 @@ KILL_SETTINGS = {
     # a per-epoch sampler that starts at epoch 1 (deferred re-sampling), the sigmoid CB-focal loss
     "class-aware-drs+cb-focal": ("fp32", ["--imbalance", "exponential:10", "--rebalance", "class-aware",
                                           "--rebalance-from-epoch", "1", "--loss", "cb-focal"]),
+    # mixing: lambda and the pairing drawn from (seed, epoch, step); Remix's per-sample label
+    # weights through a weighted-mean loss
+    "mixup": ("fp32", ["--mix", "mixup", "--mix-alpha", "0.4"]),
+    "remix+weighted": ("fp32", ["--imbalance", "exponential:10", "--mix", "remix", "--loss", "weighted"]),
 }
 
 

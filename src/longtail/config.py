@@ -105,8 +105,17 @@ class TrainConfig(RunSettings):
     rebalance: str = setting("none", "oversampling or sampler (docs/imbalance.md)",
                              choices="longtail.data.rebalance:REBALANCERS")
     loss: str = setting("ce", "training loss (docs/imbalance.md)", choices="longtail.losses:LOSSES")
-    loss_params: dict = setting(help="extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2",
+    loss_params: dict = setting(help="extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2; "
+                                "logit-adjust-posthoc's tau=val chooses tau on the validation split",
                                 default_factory=dict)
+    mix: str = setting("none", "mix pairs of training images (one lambda per batch): mixup (Zhang et al. 2018) "
+                       "or remix (Chou et al. 2020; labels favour the rarer class); docs/imbalance.md",
+                       choices="longtail.tasks.mixing:MIXES")
+    mix_alpha: float = setting(1.0, "with --mix: lambda ~ Beta(alpha, alpha)", low=0, low_open=True, high=1000)
+    remix_kappa: float = setting(3.0, "with --mix remix: a pair's label goes wholly to its rarer class when that "
+                                 "class is at least kappa times rarer (and --remix-tau holds)", low=1)
+    remix_tau: float = setting(0.5, "with --mix remix: ... and the commoner class's share of the mixed image "
+                               "(lambda or 1 - lambda) is below tau", low=0, high=1)
     init: str | None = setting(None, "initialise from a run's DIR/checkpoint.pt: a jigsaw pretraining run (into "
                                "seed-cnn, by its layer map) or a classifier run (every tensor of the same name and "
                                "shape)", metavar="CHECKPOINT")

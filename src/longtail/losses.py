@@ -4,6 +4,11 @@ Every loss is called as ``loss(logits, targets)`` and returns a scalar, so any o
 into plain PyTorch code. A loss that changes over training (deferred re-weighting) also has
 ``set_epoch(epoch)``; the training loop calls it when present.
 
+Every loss also takes ``loss(logits, targets, sample_weight=s)``: s_i scales sample i's term and
+leaves the loss's normaliser as it is (the batch size, or the sum of class weights of a weighted
+mean). So s = c everywhere gives c times the loss, and a mixed label (mixup, Remix:
+``longtail.tasks.mixing``) is ``loss(z, y_a, s) + loss(z, y_b, 1 - s)`` for every loss here.
+
 To add one: write a builder ``f(ctx: LossContext) -> nn.Module`` and decorate it with
 ``@register_loss("name")``. Builders read their parameters from ``ctx.params`` through
 :func:`loss_params`, which rejects names a loss does not take. Formulas and references:
@@ -48,8 +53,9 @@ def build_loss(name: str, ctx: LossContext) -> nn.Module:
     return LOSSES.get_entry(name)(ctx)
 
 
-def loss_params(ctx: LossContext, loss: str, defaults: dict) -> dict:
-    """``ctx.params`` over ``defaults``; unknown names and wrong types are errors naming them."""
+def loss_params(ctx: LossContext, loss: str, defaults: dict, words: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """``ctx.params`` over ``defaults``; unknown names and wrong types are errors naming them. A
+    number parameter named in ``words`` also takes those words (e.g. tau = "val")."""
     unknown = [k for k in ctx.params if k not in defaults]
     if unknown:
         takes = ", ".join(defaults) if defaults else "no parameters"
@@ -59,8 +65,11 @@ def loss_params(ctx: LossContext, loss: str, defaults: dict) -> dict:
         if isinstance(defaults[key], str):
             if not isinstance(value, str):
                 raise LongtailError(f"loss parameter {key} must be text, got {value!r}")
+        elif value in (words or {}).get(key, ()):
+            pass
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise LongtailError(f"loss parameter {key} must be a number, got {value!r}")
+            also = "".join(f" or {w!r}" for w in (words or {}).get(key, ()))
+            raise LongtailError(f"loss parameter {key} must be a number{also}, got {value!r}")
         values[key] = value
     return values
 
@@ -101,15 +110,31 @@ def log_prior(class_counts: torch.Tensor) -> torch.Tensor:
 _REDUCTIONS = ("mean", "weighted_mean", "sum")
 
 
-def reduce_weighted(per_sample: torch.Tensor, weight: torch.Tensor | None, reduction: str) -> torch.Tensor:
-    """``mean``: (1/B) sum_i w_i l_i; ``weighted_mean``: sum_i w_i l_i / sum_i w_i; ``sum``: sum_i w_i l_i."""
+def reduce_weighted(per_sample: torch.Tensor, weight: torch.Tensor | None, reduction: str,
+                    sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean``: (1/B) sum_i s_i w_i l_i; ``weighted_mean``: sum_i s_i w_i l_i / sum_i w_i; ``sum``:
+    sum_i s_i w_i l_i (s: ``sample_weight``, 1 when None; w: ``weight``, 1 when None)."""
     _check(reduction in _REDUCTIONS, f"loss reduction must be one of {', '.join(_REDUCTIONS)}, got {reduction!r}")
+    if sample_weight is not None:
+        per_sample = per_sample * sample_weight
     if weight is None:
         return per_sample.sum() if reduction == "sum" else per_sample.mean()
     weighted = per_sample * weight
     if reduction == "weighted_mean":
         return weighted.sum() / weight.sum()
     return weighted.sum() if reduction == "sum" else weighted.mean()
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None,
+                  label_smoothing: float = 0.0, sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.cross_entropy`` (a weighted mean when ``weight`` is given), with each sample's term
+    scaled by ``sample_weight`` and the normaliser kept (B, or sum_i w_{y_i})."""
+    if sample_weight is None:
+        return F.cross_entropy(logits, targets, weight=weight, label_smoothing=label_smoothing)
+    # PyTorch's per-sample terms, so label smoothing spreads over the class weights as its mean does
+    per_sample = F.cross_entropy(logits, targets, weight=weight, reduction="none", label_smoothing=label_smoothing)
+    norm = weight[targets].sum() if weight is not None else targets.numel()
+    return (per_sample * sample_weight).sum() / norm
 
 
 class WeightedCrossEntropy(nn.Module):
@@ -128,14 +153,16 @@ class WeightedCrossEntropy(nn.Module):
         self.reduction = reduction
         self.label_smoothing = label_smoothing
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                sample_weight: torch.Tensor | None = None) -> torch.Tensor:
         logits = logits.float()
-        if self.weight is None or self.reduction == "weighted_mean":
-            if self.weight is None and self.reduction == "sum":
-                return F.cross_entropy(logits, targets, reduction="sum", label_smoothing=self.label_smoothing)
-            return F.cross_entropy(logits, targets, weight=self.weight, label_smoothing=self.label_smoothing)
+        if self.reduction == "sum" and self.weight is None and sample_weight is None:
+            return F.cross_entropy(logits, targets, reduction="sum", label_smoothing=self.label_smoothing)
+        if self.reduction != "sum" and (self.weight is None or self.reduction == "weighted_mean"):
+            return cross_entropy(logits, targets, self.weight, self.label_smoothing, sample_weight)
         per_sample = F.cross_entropy(logits, targets, reduction="none", label_smoothing=self.label_smoothing)
-        return reduce_weighted(per_sample, self.weight[targets], self.reduction)
+        return reduce_weighted(per_sample, None if self.weight is None else self.weight[targets], self.reduction,
+                               sample_weight)
 
 
 class FocalLoss(nn.Module):
@@ -153,7 +180,8 @@ class FocalLoss(nn.Module):
         self.reduction = reduction
         self.label_smoothing = label_smoothing
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                sample_weight: torch.Tensor | None = None) -> torch.Tensor:
         logp = F.log_softmax(logits.float(), dim=1)
         q = F.one_hot(targets, logp.shape[1]).to(logp.dtype)
         if self.label_smoothing:
@@ -163,7 +191,8 @@ class FocalLoss(nn.Module):
             # the floor keeps d/dp (1 - p)^gamma finite at p = 1 when gamma < 1 (else 0 * inf = nan)
             terms = terms * (1 - logp.exp()).clamp_min(1e-12) ** self.gamma
         per_sample = -terms.sum(dim=1)
-        return reduce_weighted(per_sample, None if self.weight is None else self.weight[targets], self.reduction)
+        return reduce_weighted(per_sample, None if self.weight is None else self.weight[targets], self.reduction,
+                               sample_weight)
 
 
 class SigmoidClassBalancedFocal(nn.Module):
@@ -193,7 +222,8 @@ class SigmoidClassBalancedFocal(nn.Module):
         # two classes: -log(1) = 0, a sigmoid of 1/2 is already 1/C
         self.init_bias = -math.log(num_classes - 1)
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                sample_weight: torch.Tensor | None = None) -> torch.Tensor:
         z = logits.float() if logits.dtype != torch.float64 else logits
         t = F.one_hot(targets, z.shape[1]).to(z.dtype)
         if self.label_smoothing:
@@ -203,6 +233,8 @@ class SigmoidClassBalancedFocal(nn.Module):
             # softplus(-z) = log(1 + exp(-z)), without overflow for very negative z
             bce = bce * torch.exp(-self.gamma * t * z - self.gamma * F.softplus(-z))
         w = self.weight.to(z.dtype)[targets, None]  # w_y broadcast over the classes
+        if sample_weight is not None:
+            w = w * sample_weight.to(z.dtype)[:, None]
         return (w * bce).sum() / t.sum()
 
 
@@ -255,11 +287,12 @@ class LDAMLoss(nn.Module):
     def reweighting(self) -> bool:
         return self.drw_epoch is not None and self.drw_weight is not None and self.epoch >= self.drw_epoch
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                sample_weight: torch.Tensor | None = None) -> torch.Tensor:
         logits = logits.float()
         shifted = logits - F.one_hot(targets, logits.shape[1]).to(logits.dtype) * self.margins[targets, None]
-        return F.cross_entropy(self.s * shifted, targets, weight=self.drw_weight if self.reweighting else None,
-                               label_smoothing=self.label_smoothing)
+        return cross_entropy(self.s * shifted, targets, self.drw_weight if self.reweighting else None,
+                             self.label_smoothing, sample_weight)
 
 
 class LogitAdjustedLoss(nn.Module):
@@ -271,21 +304,35 @@ class LogitAdjustedLoss(nn.Module):
         self.register_buffer("adjustment", tau * log_prior(class_counts))
         self.label_smoothing = label_smoothing
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float() + self.adjustment, targets, label_smoothing=self.label_smoothing)
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+        return cross_entropy(logits.float() + self.adjustment, targets, None, self.label_smoothing, sample_weight)
 
 
 class PosthocLogitAdjustment(nn.Module):
     """Menon et al. 2021 (post-hoc): train with plain cross-entropy, predict argmax of
-    z - tau * log(pi). ``posthoc_adjustment`` holds tau * log(pi) for the predictor to subtract."""
+    z - tau * log(pi). ``posthoc_adjustment`` holds tau * log(pi) for the predictor to subtract.
 
-    def __init__(self, class_counts: torch.Tensor, tau: float = 1.0, label_smoothing: float = 0.0):
+    With ``tau_from_validation`` the run chooses tau on its validation split after training
+    (``longtail.tasks.posthoc``) and sets it with :meth:`set_tau`; ``tau`` serves until then.
+    """
+
+    def __init__(self, class_counts: torch.Tensor, tau: float = 1.0, label_smoothing: float = 0.0,
+                 tau_from_validation: bool = False):
         super().__init__()
-        self.register_buffer("posthoc_adjustment", tau * log_prior(class_counts))
+        self.register_buffer("log_prior", log_prior(class_counts))
+        self.register_buffer("posthoc_adjustment", tau * self.log_prior)
+        self.tau = float(tau)
+        self.tau_from_validation = tau_from_validation
         self.label_smoothing = label_smoothing
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
+    def set_tau(self, tau: float) -> None:
+        self.tau = float(tau)
+        self.posthoc_adjustment = tau * self.log_prior
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+        return cross_entropy(logits.float(), targets, None, self.label_smoothing, sample_weight)
 
 
 @register_loss("ce")
@@ -359,7 +406,14 @@ def _balanced_softmax(ctx: LossContext) -> nn.Module:
     return LogitAdjustedLoss(ctx.class_counts, 1.0, ctx.label_smoothing)
 
 
+TAU_FROM_VALIDATION = "val"
+
+
 @register_loss("logit-adjust-posthoc")
 def _logit_adjust_posthoc(ctx: LossContext) -> nn.Module:
-    p = loss_params(ctx, "logit-adjust-posthoc", {"tau": 1.0})
-    return PosthocLogitAdjustment(ctx.class_counts, p["tau"], ctx.label_smoothing)
+    # tau = "val": chosen on the validation split after training; epochs are scored with tau = 1
+    # (the paper's default) until then
+    p = loss_params(ctx, "logit-adjust-posthoc", {"tau": 1.0}, words={"tau": (TAU_FROM_VALIDATION,)})
+    search = p["tau"] == TAU_FROM_VALIDATION
+    return PosthocLogitAdjustment(ctx.class_counts, 1.0 if search else p["tau"], ctx.label_smoothing,
+                                  tau_from_validation=search)

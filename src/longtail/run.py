@@ -109,6 +109,7 @@ def _train(cfg: RunSettings, task_cls: type[RunTask], folder: RunDir, ds: ImageD
     if board is not None:
         board.close()
     model.load_state_dict(state.best_model)
+    task.tune_on_validation(model, val, precision)
     summary = {
         "finished": True,
         "best_epoch": state.best_epoch + 1,

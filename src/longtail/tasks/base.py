@@ -63,6 +63,10 @@ class RunTask(ABC):
         """Figures added to every epoch's metrics row (the seed's per-epoch test accuracy)."""
         return {}
 
+    def tune_on_validation(self, model: nn.Module, val: BatchLoader, precision: str) -> None:
+        """Choices made after training, on the validation split with the selected weights loaded
+        (post-hoc logit adjustment's tau); they hold for the test figures and the final checkpoint."""
+
     # --- the run's record ---
     def checkpoint_extras(self) -> dict:
         return {}

@@ -3,7 +3,9 @@
 The model is the one ``--model`` names (:mod:`longtail.models`), optionally started from a weights
 file (``--pretrained``, :mod:`longtail.models.pretrained`) or another run's checkpoint (``--init``,
 :mod:`longtail.transfer`); the loss comes from the loss registry with the training set's class
-counts; post-hoc logit adjustment (Menon et al. 2021) subtracts tau*log(prior) at prediction time.
+counts; post-hoc logit adjustment (Menon et al. 2021) subtracts tau*log(prior) at prediction time,
+with tau given or chosen on the validation split (:mod:`longtail.tasks.posthoc`). With ``--mix`` the
+training batches are mixed pairs (mixup, Remix: :mod:`longtail.tasks.mixing`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from longtail.metrics import (accuracy, accuracy_by_class_size, accuracy_by_thir
 from longtail.models import ModelRequest, build_from_arch, build_module, model_arch, split_model_name
 from longtail.models.pretrained import load_pretrained
 from longtail.models.torchvision_models import check_input
+from longtail.seeding import derived_generator
+from longtail.settings import setting_defaults
 from longtail.tasks.base import RunTask
+from longtail.tasks.mixing import MIX_STREAM, MixContext, build_mix, mixed_loss
+from longtail.tasks.posthoc import search_tau
 from longtail.transfer import check_init, check_transfer_layers, init_from_checkpoint
 
 
@@ -130,6 +136,7 @@ class ClassifyTask(RunTask):
                                 f"(epochs 0 to {cfg.epochs - 1}): the rebalancing would never apply")
         if cfg.rebalance_from_epoch and cfg.rebalance == "none":
             raise LongtailError("--rebalance-from-epoch defers a rebalance method, but --rebalance is none")
+        check_mix_settings(cfg)
 
     def __init__(self, cfg: TrainConfig, ds, data: PreparedData, device: torch.device, ctx: DistContext):
         self.cfg = cfg
@@ -154,6 +161,11 @@ class ClassifyTask(RunTask):
                                                         cfg.label_smoothing, cfg.loss_params)).to(device)
         init_output_bias(self.model, self.loss_fn)  # part of cb-focal (Cui et al.): last bias -log(C - 1)
         self.logit_adjustment = getattr(self.loss_fn, "posthoc_adjustment", None)
+        self.tau_search: dict | None = None
+        # Remix compares class sizes of the imbalanced set itself (the kept counts): an oversampler
+        # changes how often a class is seen, not how rare its images are
+        self.mix = build_mix(cfg.mix, MixContext(torch.tensor(data.kept_counts), cfg.mix_alpha, cfg.remix_kappa,
+                                                 cfg.remix_tau))
 
     def slow_layers(self) -> tuple[set[str], float]:
         cfg = self.cfg
@@ -168,7 +180,17 @@ class ClassifyTask(RunTask):
             self.loss_fn.set_epoch(epoch)
 
     def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
-        return self.loss_fn(model(x).float(), y)
+        if self.mix is None:
+            return self.loss_fn(model(x).float(), y)
+        batch = self.mix(x, y, derived_generator(*step_seed, MIX_STREAM))
+        return mixed_loss(self.loss_fn, model(batch.x).float(), batch)
+
+    def tune_on_validation(self, model: nn.Module, val: BatchLoader, precision: str) -> None:
+        if not getattr(self.loss_fn, "tau_from_validation", False):
+            return
+        self.tau_search = search_tau(model, val, precision, self.loss_fn.log_prior)
+        self.loss_fn.set_tau(self.tau_search["tau"])
+        self.logit_adjustment = self.loss_fn.posthoc_adjustment
 
     def confusion(self, model: nn.Module, loader: BatchLoader, precision: str) -> tuple[torch.Tensor, float]:
         return confusion(model, loader, precision, self.num_classes, self.logit_adjustment)
@@ -201,6 +223,11 @@ class ClassifyTask(RunTask):
                   ("majority", [r for j, r in enumerate(recall) if j not in minority])]
         lines.append(", ".join(f"{name} acc {sum(rs) / len(rs):.4f} ({len(rs)} class{'es' if len(rs) > 1 else ''})"
                                if rs else f"{name}: none" for name, rs in groups))
+        search = summary.get("posthoc_tau")
+        if search:
+            best = max(search["val_balanced_acc"])
+            lines.append(f"post-hoc tau {search['tau']:g}, chosen on validation (balanced acc {best:.4f} over "
+                         f"tau {search['grid'][0]:g} to {search['grid'][-1]:g})")
         return lines
 
     @staticmethod
@@ -246,4 +273,16 @@ class ClassifyTask(RunTask):
             summary["transfer"] = self.transfer_log
         if self.pretrained_log is not None:
             summary["pretrained"] = self.pretrained_log
+        if self.tau_search is not None:
+            summary["posthoc_tau"] = self.tau_search
         return summary
+
+
+def check_mix_settings(cfg: TrainConfig) -> None:
+    """Refuse mixing parameters that the chosen --mix would ignore."""
+    defaults = setting_defaults(TrainConfig)
+    unused = {"none": ("mix_alpha", "remix_kappa", "remix_tau"), "mixup": ("remix_kappa", "remix_tau")}
+    for name in unused.get(cfg.mix, ()):
+        if getattr(cfg, name) != defaults[name]:
+            needs = "--mix remix" if name.startswith("remix") else "--mix mixup or remix"
+            raise LongtailError(f"--{name.replace('_', '-')} applies with {needs}, but --mix is {cfg.mix}")
