@@ -97,6 +97,10 @@ def test_cycling_class_sampler_holds_exactly_equal_class_counts_per_epoch():
         ones = idx[labels[idx] == 1]
         assert sorted(ones[:25].tolist()) == list(range(100, 125))
         assert sorted(ones[25:].tolist()) == sorted(set(ones[25:].tolist()))  # the next cycle repeats none either
+        # each round is a fresh permutation of the classes, not one fixed class order: with 43 rounds
+        # of 3 classes a fixed order would show 1 distinct round, shuffled ones show all 6 orders
+        rounds = {tuple(labels[idx[k:k + 3]].tolist()) for k in range(0, 129, 3)}
+        assert len(rounds) == 6
     # an absent class is never visited; counts stay exact
     two = CyclingClassSampler([0, 0, 0, 2], num_samples=6)
     assert torch.bincount(torch.tensor([0, 0, 0, 2])[torch.tensor(list(two))], minlength=3).tolist() == [3, 0, 3]
