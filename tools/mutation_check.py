@@ -220,6 +220,19 @@ MUTATIONS: list[Mutation] = [
              "scale = max(th / height, tw / width)", "scale = min(th / height, tw / width)",
              ("tests/test_sources.py", "tests/test_layouts.py", "-k", "resize or image_size or crop"),
              "the image fits inside the target instead of covering it"),
+    Mutation("mixup-pairing-ignores-step", "src/longtail/tasks/classify.py",
+             "derived_generator(*step_seed, MIX_STREAM)", "derived_generator(*step_seed[:2], MIX_STREAM)",
+             ("tests/test_mixing.py", "-k", "draw or same or step"), "every batch of an epoch mixed with the same lam and pairs"),
+    Mutation("mixup-labels-unmixed-weight", "src/longtail/tasks/mixing.py",
+             "return w * loss_fn(logits, batch.y_a) + (1 - w) * loss_fn(logits, batch.y_b)",
+             "return loss_fn(logits, batch.y_a)",
+             ("tests/test_mixing.py",), "mixed images trained on their own label only"),
+    Mutation("remix-threshold-strict", "src/longtail/tasks/mixing.py",
+             "weight[(ratio >= kappa) & (lam < tau)] = 0.0", "weight[(ratio > kappa) & (lam < tau)] = 0.0",
+             ("tests/test_mixing.py",), "a pair exactly kappa times apart keeps mixup's label"),
+    Mutation("posthoc-tau-adds-prior", "src/longtail/tasks/posthoc.py",
+             "(logits - tau * prior).argmax(dim=1)", "(logits + tau * prior).argmax(dim=1)",
+             ("tests/test_posthoc.py",), "the adjustment favours the head classes"),
 ]
 
 
