@@ -111,5 +111,11 @@ def test_a_classifier_summary_has_calibration_and_class_size_groups(tiny_folder,
                                 "rebalance": "class-aware", "rebalance_from_epoch": 1})
     summary = run_training(cfg)
     assert 0 <= summary["test_ece"] <= 1
+    bins = summary["test_calibration_bins"]  # what the report's reliability diagram draws, and the ECE again
+    assert [len(bins[k]) for k in ("count", "confidence_sum", "correct")] == [5, 5, 5] and sum(bins["count"]) == 30
+    assert all(c <= n and n * 0.2 * b - 1e-9 <= s <= n * 0.2 * (b + 1) + 1e-9
+               for b, (n, s, c) in enumerate(zip(bins["count"], bins["confidence_sum"], bins["correct"])))
+    gap = sum(abs(c - s) for s, c in zip(bins["confidence_sum"], bins["correct"])) / 30
+    assert gap == pytest.approx(summary["test_ece"])
     assert list(summary["test_acc_by_class_size"]) == ["few"]  # 18 training images per class (20 less 2 held out)
     assert "test_acc_by_thirds" not in summary  # 3 classes, not 10

@@ -23,9 +23,14 @@ from longtail.report.figures import ema
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+# five confidence bins of 40 test images: ECE = (|1 - 1.2| + |3 - 3| + |6 - 7| + |16 - 18|) / 40 = 0.08
+BINS = {"count": [0, 4, 6, 10, 20], "confidence_sum": [0.0, 1.2, 3.0, 7.0, 18.0], "correct": [0, 1, 3, 6, 16]}
+
+
 def fake_run(path: Path, *, accs=(0.4, 0.5), finished=True, fingerprint="a" * 64, classes=CLASSES,
-             config=None, kept=None):
-    """A run folder shaped like longtail.run's: config.json, metrics.jsonl, summary.json."""
+             config=None, kept=None, summary=None):
+    """A run folder shaped like longtail.run's: config.json, metrics.jsonl, summary.json (with
+    ``summary``'s entries added or replaced)."""
     path.mkdir(parents=True)
     epochs = len(accs)
     (path / "config.json").write_text(json.dumps({"epochs": epochs, "recipe": "seed", "seed": 0, **(config or {})}))
@@ -34,13 +39,13 @@ def fake_run(path: Path, *, accs=(0.4, 0.5), finished=True, fingerprint="a" * 64
             for e, a in enumerate(accs)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if finished:
-        acc = accs[-1]
+        acc, extra = accs[-1], summary
         summary = {"finished": True, "test_acc": acc, "test_balanced_acc": acc - 0.02, "test_macro_f1": acc - 0.05,
                    "per_class_acc": [acc - 0.2] + [acc + 0.1] * (len(classes) - 1),
                    "confusion": [[5 if i == j else 1 for j in range(len(classes))] for i in range(len(classes))],
                    "best_test_acc_over_epochs": max(accs), "classes": classes,
                    "kept_class_counts": list(kept or [10] + [100] * (len(classes) - 1)),
-                   "dataset": {"name": "fake", "fingerprint": fingerprint}}
+                   "dataset": {"name": "fake", "fingerprint": fingerprint}, **(extra or {})}
         (path / "summary.json").write_text(json.dumps(summary))
 
 
@@ -527,6 +532,13 @@ BAD_SUMMARIES = {
     "negative counts": (lambda s: {**s, "kept_class_counts": [-1] * 10}, "'kept_class_counts' is not a list of 10"),
     "dataset a string": (lambda s: {**s, "dataset": "cifar"}, "'dataset' is a JSON string, not an object"),
     "transfer a list": (lambda s: {**s, "transfer": [1]}, "'transfer' is a JSON list, not an object"),
+    "ECE above 1": (lambda s: {**s, "test_ece": 1.5}, "'test_ece' is 1.5, not a number from 0 to 1"),
+    "calibration bins of two lengths": (lambda s: {**s, "test_calibration_bins": {**BINS, "correct": [1]}},
+                                        "'test_calibration_bins' is not count, confidence_sum and correct lists"),
+    "more right than in the bin": (lambda s: {**s, "test_calibration_bins": {**BINS, "correct": [0, 5, 3, 6, 16]}},
+                                   "'test_calibration_bins' holds a bin whose confidence sum or number correct"),
+    "calibration bins a list": (lambda s: {**s, "test_calibration_bins": [1, 2]},
+                                "'test_calibration_bins' is not count, confidence_sum and correct lists"),
 }
 
 
@@ -662,3 +674,158 @@ def test_a_dir_that_is_not_a_folder_is_one_line(tmp_path, capsys, make, message)
     make(tmp_path / "r")
     code, err = _report(tmp_path / "r", capsys)
     assert code == 2 and err == f"longtail: error: {tmp_path / 'r'} {message}\n"
+
+
+# -- a study of its own (not the seed's arms): a headline; the long-tail figures --------------------
+
+# Per arm and seed: (test acc, balanced acc). ldam-drw is best on balanced accuracy, focal on test accuracy.
+OWN_ARMS = {"ce": [(0.60, 0.50), (0.62, 0.52), (0.61, 0.51)],
+            "focal": [(0.80, 0.55), (0.81, 0.56), (0.82, 0.57)],
+            "ldam-drw": [(0.70, 0.60), (0.71, 0.63), (0.72, 0.61)]}
+LT_KEPT = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]  # CIFAR-10-LT, imbalance 100
+
+
+def own_study(root: Path, arms=OWN_ARMS, baseline: str | None = "ce", epochs: int = 2) -> Path:
+    for arm, seeds in arms.items():
+        for seed, (acc, balanced) in enumerate(seeds):
+            fake_run(root / "runs" / arm / f"seed-{seed}", accs=(acc - 0.1, acc)[-epochs:], kept=LT_KEPT,
+                     config={**PLAIN, "imbalance": "exponential:100", "loss": arm, "seed": seed},
+                     summary={"test_balanced_acc": balanced, "test_ece": 0.08, "test_calibration_bins": BINS})
+    study = {"name": "own", "arms": list(arms), **({"baseline": baseline} if baseline else {})}
+    (root / "study.json").write_text(json.dumps(study))
+    return root
+
+
+def _headline(html: str) -> str:
+    return re.search(r"<p id='headline'>(.*?)</p>", html).group(1)
+
+
+def test_a_study_of_its_own_gets_a_headline_with_the_winner_and_its_margin(tmp_path):
+    root = own_study(tmp_path / "s")
+    html = write_report(root).read_text()
+    # balanced acc, ldam-drw - ce per seed: 0.10, 0.11, 0.10; mean 0.10333, std 0.0057735; 95% interval
+    # 0.10333 +- t(0.975, 2) 0.0057735 / sqrt 3 = 0.10333 +- 4.3027 x 0.0033333 = 0.10333 +- 0.014342;
+    # t = 0.10333 / 0.0033333 = 31.0 on 2 degrees of freedom: p = 0.00104
+    assert _headline(html) == (
+        "Arm <strong>ldam-drw</strong> has the highest balanced acc, 0.6133 &plusmn; 0.0153 over 3 seed(s); its "
+        "baseline, <code>ce</code>, has 0.5100 &plusmn; 0.0100. Margin +0.1033, the mean difference over 3 paired "
+        "seed(s) (95% interval +0.0890 to +0.1177, p = 0.00104): more than the seed-to-seed noise (paired t-test, "
+        "p &lt; 0.05).")
+    assert "Homework" not in html and "seed report" not in html.lower()  # none of the seed's arms or numbers
+    # test acc: focal - ce = 0.20, 0.19, 0.21: mean 0.2, std 0.01, 0.2 +- 4.3027 x 0.01 / sqrt 3 = 0.2 +- 0.0248
+    html = write_report(root, metric="test_acc").read_text()
+    assert _headline(html).startswith("Arm <strong>focal</strong> has the highest test acc, 0.8100 &plusmn; 0.0100")
+    assert "Margin +0.2000, the mean difference over 3 paired seed(s) (95% interval +0.1752 to +0.2248" in html
+
+
+def test_the_headline_compares_with_the_next_best_arm_when_there_is_no_baseline(tmp_path):
+    html = write_report(own_study(tmp_path / "none", baseline=None)).read_text()
+    # ldam-drw - focal on balanced acc: 0.05, 0.07, 0.04: mean 0.05333
+    assert "Arm <strong>ldam-drw</strong>" in _headline(html) and "the next best arm, <code>focal</code>" in html
+    assert "Margin +0.0533" in html
+    arms = {"ce": [(0.6, 0.7), (0.6, 0.72)], "focal": [(0.6, 0.69), (0.6, 0.70)]}
+    html = write_report(own_study(tmp_path / "base", arms)).read_text()
+    # the baseline wins: ce - focal = 0.01, 0.02; two seeds: the 2 x std rule, 2 x std(0.69, 0.70) = 0.0141
+    assert _headline(html) == (
+        "The baseline arm <strong>ce</strong> has the highest balanced acc, 0.7100 &plusmn; 0.0141 over 2 seed(s); "
+        "the next best arm, <code>focal</code>, has 0.6950 &plusmn; 0.0071. Margin +0.0150, the mean difference over "
+        "2 paired seed(s) (2 &times; the std of <code>focal</code> = 0.0141): more than the seed-to-seed noise "
+        "(|mean diff| &gt; 2 x baseline std).")
+
+
+def test_the_seed_studys_sections_stay_and_a_seed_name_alone_is_not_enough(tmp_path):
+    html = write_report(fake_study(tmp_path / "seed", {"imbalanced": [0.5, 0.7], "copy": [0.55, 0.65]})).read_text()
+    assert "Homework 02: the imbalance study" in html and "id='headline'" not in html
+    # the long-tail preset's "copy" arm has the seed's name but not its setting (exponential:100)
+    root = own_study(tmp_path / "lt", {"ce": OWN_ARMS["ce"], "copy": OWN_ARMS["focal"]})
+    html = write_report(root).read_text()
+    assert "Homework" not in html and "Arm <strong>copy</strong>" in _headline(html)
+
+
+def test_the_long_tail_figures_are_drawn_tabled_and_recorded(tmp_path):
+    root = own_study(tmp_path / "s")
+    html = write_report(root).read_text()
+    record = json.loads((root / ".longtail-report.json").read_text())["files"]
+    for stem in ("reliability", "accuracy-by-class-size"):
+        for ext in ("svg", "pdf"):
+            assert (root / "figures" / f"{stem}.{ext}").is_file() and f"figures/{stem}.{ext}" in record
+    table = html[html.index("<table id='long-tail'>"):]
+    table = table[:table.index("</table>")]
+    # ECE 0.08 in every run; fake per-class recall: class 0 (5000 images) acc - 0.2, the others acc + 0.1;
+    # ce's seeds: 0.60, 0.62, 0.61 -> many (5000 ... 139): (0.41 + 7 x 0.71) / 8 = 0.6725, medium (83, 50): 0.71
+    assert ("<tr><td>ce</td><td>3</td><td>0.0800 &plusmn; 0.0000</td><td>0.6725 &plusmn; 0.0100</td>"
+            "<td>0.7100 &plusmn; 0.0100</td><td>0.6100 &plusmn; 0.0100</td>") in table
+    assert ">few" not in table  # no class under 20 images: no column
+    notes: list[str] = []
+    for seed in (0, 1, 2):  # an arm whose runs predate the calibration bins: named, left out of the diagram
+        path = root / "runs" / "focal" / f"seed-{seed}" / "summary.json"
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items()
+                                    if k != "test_calibration_bins"}))
+    html = write_report(root, note=notes.append).read_text()
+    assert notes == [] and "No calibration bins in the summary.json of arm(s) focal" in html
+
+
+def test_the_reliability_diagram_draws_the_added_bins_of_the_seeds(tmp_path):
+    from longtail.report.figures import pooled_calibration_bins, reliability_figure
+
+    root = own_study(tmp_path / "s")
+    data = collect_report_data(root)
+    assert pooled_calibration_bins(data.finished("ce")).tolist() == [[3 * v for v in BINS[k]] for k in BINS]
+    ax = reliability_figure(data, ["ce"]).axes[0]
+    bars = [p.get_height() for p in ax.patches]
+    assert bars == pytest.approx([1 / 4, 3 / 6, 6 / 10, 16 / 20])  # the empty first bin draws nothing
+    assert ax.get_title() == "ce (n=3), ECE 0.080"
+
+
+def test_bar_charts_start_their_value_axis_near_the_data(tmp_path):
+    from longtail.report.figures import results_figure, value_limits
+
+    assert value_limits([0.72, 0.78, 0.7, 0.8]) == pytest.approx((0.65, 0.85))
+    assert value_limits([0.0, 0.3]) == (0.0, 0.35) and value_limits([0.99, 1.0]) == pytest.approx((0.95, 1.0))
+    assert value_limits([0.5, 0.5])[1] > value_limits([0.5, 0.5])[0]  # never of zero height
+    arms = {arm: [(a, a) for a in accs] for arm, accs in {"ce": [0.70, 0.72], "focal": [0.75, 0.8]}.items()}
+    root = own_study(tmp_path / "s", arms)
+    data = collect_report_data(root)
+    low, high = results_figure(data, [("test_acc", "test acc")]).axes[0].get_ylim()
+    assert 0.6 <= low < 0.7 and 0.8 < high <= 0.9
+    html = write_report(root).read_text()
+    assert f"The value axis starts at {low:.2f}, not at 0." in html
+
+
+def test_one_epoch_runs_draw_sensible_axes_without_warnings(tmp_path):
+    import warnings
+
+    from longtail.report.html import build_report
+
+    root = own_study(tmp_path / "s", epochs=1)
+    fake_run(root / "runs" / "ce" / "seed-3", accs=(0.5,), finished=False, config={"epochs": 1, "seed": 3})
+    data = collect_report_data(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # what write_report would hide: a singular limit, an empty mean
+        build_report(data, note=lambda line: None)
+    from longtail.report.figures import curves_figure
+
+    for ax in curves_figure(data, "val_acc", "validation accuracy").axes:
+        assert ax.get_xlim() == (0.5, 1.5) and [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1.0]
+        low, high = ax.get_ylim()
+        assert high > low and all(line.get_xydata().size for line in ax.get_lines())  # no empty curve
+    html = (root / "report.html").read_text()
+    assert "an error bar where there is one epoch" in html
+
+
+def test_the_report_command_takes_the_headline_metric(tmp_path, capsys):
+    from longtail.cli import build_parser
+    from longtail.report.tables import HEADLINE_METRICS
+
+    root = own_study(tmp_path / "s")
+    assert main(["report", str(root), "--metric", "test_acc"]) == 0
+    assert "Arm <strong>focal</strong>" in (root / "report.html").read_text()
+    report = next(a for a in build_parser()._subparsers._group_actions[0].choices["report"]._actions
+                  if a.dest == "metric")
+    assert tuple(report.choices) == HEADLINE_METRICS and report.default == HEADLINE_METRICS[0]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(root), "--metric", "test_ece"])
+    assert exit_.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(LongtailError, match="not one a headline ranks on"):
+        write_report(root, metric="loss")

@@ -210,6 +210,33 @@ def test_noise_rule_p_value_is_paired_not_unpaired():
     assert result["diff_mean"] == pytest.approx(0.01) and result["diff_std"] == pytest.approx(0.005)
     assert result["p_value"] == pytest.approx(2 * stats.t.sf(0.01 / (0.005 / math.sqrt(3)), df=2), rel=1e-9)
     assert result["p_value"] == pytest.approx(0.0742, abs=5e-4) and result["exceeds_noise"] is False
+    # its 95% interval: 0.01 +- t(0.975, 2) 0.005 / sqrt 3 = 0.01 +- 4.3027 x 0.002887, so it holds 0 as p > 0.05 says
+    assert result["diff_ci95"] == pytest.approx([0.01 - 0.0124207, 0.01 + 0.0124207], abs=1e-6)
+    assert paired_comparison({0: 0.61, 1: 0.71, 2: 0.51}, {0: 0.60, 1: 0.70, 2: 0.50})["diff_ci95"] == \
+        pytest.approx([0.01, 0.01])
+    assert paired_comparison({0: 0.7, 1: 0.72}, {0: 0.6, 1: 0.61})["diff_ci95"] is None  # two seeds: the 2-std rule
+
+
+def test_aggregate_has_the_long_tail_figures():
+    """ECE from summary.json; many/medium/few and head/middle/tail accuracy from the kept counts and
+    per-class recall (runs from before summary.json held them get them too)."""
+    kept = [5000, 2000, 1000, 500, 200, 100, 50, 20, 10, 5]
+    recall = [0.9, 0.9, 0.8, 0.7, 0.7, 0.6, 0.5, 0.4, 0.2, 0.0]
+    summaries = {"lt": {s: {"test_acc": 0.6, "test_balanced_acc": 0.6, "per_class_acc": recall, "test_ece": ece,
+                            "kept_class_counts": kept} for s, ece in enumerate((0.1, 0.2))},
+                 "old": {0: {"test_acc": 0.5, "test_balanced_acc": 0.5, "per_class_acc": [0.5, 0.6]}}}
+    agg = aggregate_runs(summaries, None)
+    lt = agg["arms"]["lt"]
+    assert lt["test_ece"]["mean"] == pytest.approx(0.15) and lt["test_ece"]["std"] == pytest.approx(0.0707107)
+    # many: > 100 kept (5000 ... 200: 0.9, 0.9, 0.8, 0.7, 0.7); medium: 100, 50, 20; few: 10, 5
+    assert [lt[f"{g}_acc"]["mean"] for g in ("many", "medium", "few")] == pytest.approx([0.8, 0.5, 0.1])
+    # head: the 3 largest (0.9, 0.9, 0.8); middle: the next 4 (0.7, 0.7, 0.6, 0.5); tail: (0.4, 0.2, 0.0)
+    assert [lt[f"{g}_acc"]["mean"] for g in ("head", "middle", "tail")] == pytest.approx([26 / 30, 0.625, 0.2])
+    assert all(agg["arms"]["old"][m]["mean"] is None for m in ("test_ece", "many_acc", "tail_acc"))
+    header, row, _ = results_csv(agg).splitlines()
+    cells = dict(zip(header.split(","), row.split(",")))
+    assert cells["test_ece_mean"] == "0.15" and cells["few_acc_mean"] == "0.1" and cells["head_acc_std"] == "0"
+    assert header.split(",")[14] == "baseline_arm"  # the earlier columns keep their places
 
 
 def test_mean_std_is_the_sample_std():

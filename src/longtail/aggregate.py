@@ -3,6 +3,12 @@ paired comparison of every arm with a baseline arm. Pure functions of run summar
 
 Standard deviations are sample standard deviations (ddof = 1); with one seed there is none (null).
 
+Long-tail figures: ``test_ece`` as the run's summary.json records it; many / medium / few accuracy
+(> 100, 20-100, < 20 kept training images) and, for 10 classes, head / middle / tail accuracy (3 / 4 /
+3 classes by kept count) from the run's per_class_acc and kept_class_counts with the very functions
+that write summary.json's test_acc_by_class_size and test_acc_by_thirds (so runs from before those
+fields get them too); null where a run has no such group.
+
 Minority and majority accuracy: a run's minority classes are those whose kept training count (after
 the imbalance profile, before rebalancing: summary["kept_class_counts"]) is below half the largest
 class's; majority classes are the rest. Each figure is the mean recall over its classes, null when
@@ -10,7 +16,8 @@ the run has no such class (a balanced run has no minority classes).
 
 Noise rule of the paired comparison (same seeds in both arms, difference arm - baseline per seed):
 with n >= 3 paired seeds, the difference exceeds the seed-to-seed noise when a two-sided paired
-t-test (scipy.stats.ttest_rel) gives p < 0.05; with n = 2, when |mean difference| > 2 x the
+t-test (scipy.stats.ttest_rel) gives p < 0.05 (equivalently: its 95% interval of the mean
+difference, ``diff_ci95``, excludes 0); with n = 2, when |mean difference| > 2 x the
 baseline's standard deviation over those seeds; with n = 1 it is undetermined (null).
 """
 
@@ -24,9 +31,12 @@ import statistics
 from scipy import stats
 
 from longtail.data.imbalance import minority_classes
+from longtail.metrics import accuracy_by_class_size, accuracy_by_thirds
 
 METRICS = ("test_acc", "test_balanced_acc", "test_macro_f1", "minority_acc", "majority_acc",
            "best_test_acc_over_epochs")
+# Kept apart from METRICS so results.csv's earlier columns keep their places.
+LONGTAIL_METRICS = ("test_ece", "many_acc", "medium_acc", "few_acc", "head_acc", "middle_acc", "tail_acc")
 PAIRED_METRICS = ("test_acc", "test_balanced_acc")
 ALPHA = 0.05
 NOISE_RULE = ("paired t-test (scipy.stats.ttest_rel, two-sided) at 5% when n >= 3 seeds; "
@@ -47,6 +57,13 @@ def run_metrics(summary: dict) -> dict[str, float | None]:
     out = {k: summary.get(k) for k in METRICS if k not in ("minority_acc", "majority_acc")}
     out["minority_acc"] = _mean_of([a for j, a in enumerate(per_class) if j in minority]) if minority else None
     out["majority_acc"] = _mean_of([a for j, a in enumerate(per_class) if j not in minority])
+    out["test_ece"] = summary.get("test_ece")
+    sizes = accuracy_by_class_size(kept, per_class) if kept else {}
+    thirds = (accuracy_by_thirds(kept, per_class) if kept else None) or {}
+    for group in ("many", "medium", "few"):
+        out[f"{group}_acc"] = sizes.get(group)
+    for group in ("head", "middle", "tail"):
+        out[f"{group}_acc"] = thirds.get(group)
     return out
 
 
@@ -64,13 +81,16 @@ def paired_comparison(arm: dict[int, float], baseline: dict[int, float]) -> dict
     diffs = [arm[s] - baseline[s] for s in seeds]
     n = len(diffs)
     result = {"seeds": seeds, "n": n, **{f"diff_{k}": v for k, v in mean_std(diffs).items() if k != "n"},
-              "p_value": None, "exceeds_noise": None, "rule": None}
+              "p_value": None, "diff_ci95": None, "exceeds_noise": None, "rule": None}
     if n >= 3:
+        mean = result["diff_mean"]
         if statistics.pstdev(diffs) == 0:  # identical differences: the t statistic is undefined
-            p = 1.0 if diffs[0] == 0 else 0.0
+            p, half = (1.0 if diffs[0] == 0 else 0.0), 0.0
         else:
             p = float(stats.ttest_rel([arm[s] for s in seeds], [baseline[s] for s in seeds]).pvalue)
-        result.update(p_value=p, exceeds_noise=p < ALPHA, rule="paired t-test, p < 0.05")
+            half = float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * result["diff_std"] / math.sqrt(n)
+        result.update(p_value=p, diff_ci95=[mean - half, mean + half], exceeds_noise=p < ALPHA,
+                      rule="paired t-test, p < 0.05")
     elif n == 2:
         noise = statistics.stdev([baseline[s] for s in seeds])
         result.update(exceeds_noise=abs(result["diff_mean"]) > 2 * noise, rule="|mean diff| > 2 x baseline std",
@@ -87,7 +107,7 @@ def aggregate_runs(summaries: dict[str, dict[int, dict]], baseline: str | dict[s
     arms = {}
     for arm, runs in per_run.items():
         entry = {"seeds": sorted(runs), "n_seeds": len(runs)}
-        for metric in METRICS:
+        for metric in METRICS + LONGTAIL_METRICS:
             values = [r[metric] for r in runs.values() if r[metric] is not None]
             entry[metric] = mean_std(values)
         entry["per_seed"] = {str(seed): runs[seed] for seed in sorted(runs)}
@@ -117,10 +137,12 @@ def _fmt(value) -> str:
 
 
 def results_csv(aggregate: dict) -> str:
-    """One row per arm: mean and std of every metric, then the paired comparison's figures."""
+    """One row per arm: mean and std of every metric, the paired comparison's figures, then the
+    long-tail figures' mean and std (added last, so the earlier columns keep their places)."""
     header = ["arm", "n_seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
     header += ["baseline_arm"]
     header += [f"{m}_vs_baseline_{k}" for m in PAIRED_METRICS for k in ("diff_mean", "diff_std", "p_value", "exceeds_noise")]
+    header += [f"{m}_{s}" for m in LONGTAIL_METRICS for s in ("mean", "std")]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -130,5 +152,6 @@ def results_csv(aggregate: dict) -> str:
         row += [aggregate.get("baselines", {}).get(arm, "")]
         row += [_fmt(paired.get(m, {}).get(k)) for m in PAIRED_METRICS
                 for k in ("diff_mean", "diff_std", "p_value", "exceeds_noise")]
+        row += [_fmt(entry[m][s]) for m in LONGTAIL_METRICS for s in ("mean", "std")]
         writer.writerow(row)
     return buf.getvalue()

@@ -36,6 +36,7 @@ EXAMPLES = {
   longtail study configs/long-tail.toml --data cifar10 --collect      # aggregate what has finished""",
     "report": """examples:
   longtail report runs/long-tail
+  longtail report runs/long-tail --metric test_acc                    # headline: the best arm on test accuracy
   longtail report runs/fast                                           # one run folder""",
     "predict": """examples:
   longtail predict runs/fast photo.jpg                                # CSV on stdout: path,class_1,prob_1
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = command("report", "write report.html and SVG/PDF figures for a study or run folder")
     report.add_argument("dir", metavar="DIR", help="a study folder (longtail study --out) or one run folder")
+    # literal choices: importing the report's modules (matplotlib) for every command's parser is slow
+    report.add_argument("--metric", default="test_balanced_acc", choices=("test_balanced_acc", "test_acc", "test_macro_f1"),
+                        help="what the headline of a study ranks its arms on (default: test_balanced_acc)")
 
     run_help = "a finished classifier run folder (longtail train --out)"
 
@@ -313,7 +317,7 @@ def cmd_study(ns: argparse.Namespace) -> int:
 def cmd_report(ns: argparse.Namespace) -> int:
     from longtail.report import write_report
 
-    print(write_report(ns.dir, note=lambda line: print(f"longtail: note: {line}", file=sys.stderr)))
+    print(write_report(ns.dir, note=lambda line: print(f"longtail: note: {line}", file=sys.stderr), metric=ns.metric))
     return 0
 
 

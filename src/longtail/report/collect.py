@@ -74,6 +74,18 @@ class ReportData:
         return seed_number(arm, runs[0].config, self.classes) if runs else None
 
     @property
+    def seed_study(self) -> bool:
+        """Whether an arm is one of Homework 02's, by name and setting (reference.py): then the report
+        follows the seed report; another study gets a headline instead."""
+        from longtail.report.reference import HOMEWORK02_ARMS, is_seed_arm
+
+        return any(is_seed_arm(a, self.config(a)) for a in self.arms if a in HOMEWORK02_ARMS)
+
+    @property
+    def has_seed_numbers(self) -> bool:
+        return any(self.seed_number(a) is not None for a in self.arms)
+
+    @property
     def partial_runs(self) -> list[RunRecord]:
         return [r for r in self.runs + self.pretrain if r.partial]
 

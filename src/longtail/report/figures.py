@@ -3,7 +3,8 @@ saved as SVG and PDF. Every function takes a :class:`ReportData` and returns a F
 
 Smoothed curves are exponential moving averages, s_t = 0.6 s_(t-1) + 0.4 x_t with s_1 = x_1
 (TensorBoard's smoothing at weight 0.6). Curves of an arm are the mean over its finished seeds,
-with a band of +- one standard deviation; partial runs are drawn dashed, one line each.
+with a band of +- one standard deviation (an error bar where there is one epoch); partial runs are
+drawn dashed, one line each. Bar charts start their value axis near the data, not at 0.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from longtail.report.collect import ReportData, RunRecord
 from longtail.report.reference import SEED_PRETEXT, SEED_PRETEXT_EPOCHS
@@ -29,6 +30,7 @@ SMOOTHING_TEXT = (f"exponential moving average s_t = {SMOOTHING} s_(t-1) + {1 - 
                   f"(TensorBoard's smoothing {SMOOTHING}; its centre of mass matches a trailing "
                   f"{SMOOTHING_WINDOW}-epoch moving average)")
 COLORS = matplotlib.colormaps["tab10"].colors
+SIZE_TICKS = 12  # class sizes labelled one by one up to this many
 TICK_LABELS = 40  # class names on an axis beyond this overlap: every n-th class index instead
 MAX_WIDTH = 40.0  # inches
 
@@ -74,9 +76,33 @@ def _color(data: ReportData, arm: str):
 
 
 def _epoch_axis(ax) -> None:
+    """Call after drawing: whole epochs on the x axis; an axis of one epoch spans one epoch around
+    it (left alone, matplotlib draws a tenth of an epoch with ticks at 0.945, 0.96, ...)."""
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if ax.has_data():
+        first, last = ax.dataLim.intervalx
+        if np.isfinite([first, last]).all() and last - first < 1:
+            ax.set_xlim(first - 0.5, last + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.grid(alpha=0.3)
+
+
+BAR_STEP = 0.05  # a bar chart's value axis starts and ends on a multiple of this
+
+
+def value_limits(values: list[float], upper: float = 1.0) -> tuple[float, float]:
+    """Limits of a bar chart's value axis near the data rather than from 0 (bars of 0.70 to 0.78 from
+    0 all look alike): a little below the lowest value to a little above the highest, on BAR_STEP,
+    within [0, ``upper``] unless a value lies beyond; never of zero height. ``values``: every bar top
+    and error-bar end; those that are not finite (a class no seed tested) are ignored."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return 0.0, upper
+    low, high = min(finite), max(finite)
+    pad = max(0.05 * (high - low), 0.01)
+    bottom = max(0.0, round(math.floor((low - pad) / BAR_STEP) * BAR_STEP, 6))  # 0.35, not 0.35000000000000003
+    top = round(math.ceil((high + pad) / BAR_STEP) * BAR_STEP, 6)
+    return bottom, min(top, upper) if high <= upper else top
 
 
 def _draw_arm(ax, data: ReportData, arm: str, key: str, color, smooth: bool = False) -> None:
@@ -87,7 +113,9 @@ def _draw_arm(ax, data: ReportData, arm: str, key: str, color, smooth: bool = Fa
     if curve is not None:
         x, mean, std = curve
         ax.plot(x, f(mean), color=color, marker="o", markersize=3, label=literal(f"{arm} (n={len(data.finished(arm))})"))
-        if std is not None:
+        if std is not None and len(x) == 1:  # a band around one epoch has no width: an error bar
+            ax.errorbar(x, mean, yerr=std, color=color, capsize=3, linewidth=1)
+        elif std is not None:
             ax.fill_between(x, f(mean - std), f(mean + std), color=color, alpha=0.15, linewidth=0)
     for run in data.runs:
         if run.arm == arm and run.partial:
@@ -160,6 +188,17 @@ def _class_ticks(set_ticks, classes: list[str], indices: int, **kwargs) -> None:
                   fontsize=kwargs.get("fontsize"))
 
 
+def _grid(n: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n`` panels, up to three a row; panels beyond ``n`` hidden."""
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
 def per_class_figure(data: ReportData) -> Figure:
     """Test recall of every class, mean over seeds (error bar: std), one bar per arm."""
     arms = [a for a in data.arms if data.finished(a)]
@@ -169,15 +208,18 @@ def per_class_figure(data: ReportData) -> Figure:
     ax = fig.subplots()
     width = 0.8 / max(1, len(arms))
     x = np.arange(len(classes))
+    ends: list[float] = []
     for i, arm in enumerate(arms):
         acc = _per_seed(data.finished(arm), "per_class_acc")
         mean = np.nanmean(acc, axis=0)
         err = np.nanstd(acc, axis=0, ddof=1) if acc.shape[0] > 1 else None
         ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=err, color=_color(data, arm),
                label=literal(arm), capsize=2)
+        spread = 0 if err is None else np.nan_to_num(err)
+        ends += [*(mean - spread), *(mean + spread)]
     _class_ticks(ax.set_xticks, classes, 25, rotation=30, ha="right")
     ax.set_ylabel("test accuracy of the class (recall)")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(*value_limits(ends))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=min(4, max(1, len(arms))))
     return fig
@@ -186,11 +228,8 @@ def per_class_figure(data: ReportData) -> Figure:
 def confusion_figure(data: ReportData) -> Figure:
     """Row-normalised test confusion matrices, summed over each arm's finished seeds."""
     arms = [a for a in data.arms if data.finished(a)]
-    cols = min(3, len(arms))
-    rows = math.ceil(len(arms) / cols)
     c = len(data.classes)
-    fig = Figure(figsize=(4.6 * cols, 4.3 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig, axes = _grid(len(arms), 4.6, 4.3)
     image = None
     for ax, arm in zip(axes, arms):
         cm = np.sum([np.array(r.summary["confusion"], dtype=float) for r in data.finished(arm)], axis=0)
@@ -206,32 +245,108 @@ def confusion_figure(data: ReportData) -> Figure:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(literal(f"{arm} (n={len(data.finished(arm))})"), fontsize=9)
-    for ax in axes[len(arms):]:
-        ax.set_visible(False)
     if image is not None:
-        fig.colorbar(image, ax=list(axes[:len(arms)]), shrink=0.6, label="fraction of the true class")
+        fig.colorbar(image, ax=list(axes), shrink=0.6, label="fraction of the true class")
     return fig
 
 
-def results_figure(data: ReportData) -> Figure:
-    """Per arm: test accuracy at the validation-selected epoch and the best test accuracy over epochs
-    (mean +- std over seeds), with the seed report's best accuracy where it has the arm."""
+def pooled_calibration_bins(runs: list[RunRecord]) -> np.ndarray | None:
+    """The (count, confidence sum, correct) rows of ``runs``' test_calibration_bins, added bin by bin
+    over the runs that have as many bins as the first that has any; None when none has them."""
+    tables = [np.array([bins[k] for k in ("count", "confidence_sum", "correct")], dtype=float)
+              for run in runs if (bins := run.summary.get("test_calibration_bins")) is not None]
+    tables = [t for t in tables if t.shape == tables[0].shape] if tables else []
+    return np.sum(tables, axis=0) if tables else None
+
+
+def reliability_figure(data: ReportData, arms: list[str]) -> Figure:
+    """Per arm, a reliability diagram of the test set (Guo et al. 2017): in each equal-width bin of
+    the predicted class's confidence, the fraction of right predictions (a bar over the bin) and, as a
+    dot, that fraction at the bin's mean confidence; the dashed diagonal is perfect calibration.
+    Bins of all the arm's finished seeds are added before dividing; empty bins draw nothing."""
+    fig, axes = _grid(len(arms), 3.6, 3.5)
+    for ax, arm in zip(axes, arms):
+        count, conf_sum, correct = pooled_calibration_bins(data.finished(arm))
+        edges = np.linspace(0, 1, len(count) + 1)
+        seen = count > 0
+        accuracy = correct[seen] / count[seen]
+        ax.bar(edges[:-1][seen], accuracy, np.diff(edges)[seen], align="edge", color=_color(data, arm), alpha=0.6,
+               edgecolor="white", linewidth=0.5, label="accuracy of the bin")
+        ax.plot(conf_sum[seen] / count[seen], accuracy, "o", color="black", markersize=3,
+                label="at the bin's mean confidence")
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfect calibration")
+        ece = float(np.abs(correct - conf_sum).sum() / max(count.sum(), 1))
+        ax.set_title(literal(f"{arm} (n={len(data.finished(arm))}), ECE {ece:.3f}"), fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("confidence (softmax of the predicted class)")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def class_size_figure(data: ReportData, arms: list[str]) -> Figure:
+    """Per arm, the test accuracy of each class (mean over seeds) against the class's kept training
+    images (mean over seeds; the imbalanced set before any oversampling), on a log axis: a line
+    through the classes in order of size. A log axis cannot show 0: with a class of no kept image the
+    axis is linear from 0 to 1 and logarithmic beyond (symlog)."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    everything = []
+    for arm in arms:
+        runs = [r for r in data.finished(arm) if r.summary.get("kept_class_counts")]
+        counts = np.mean([r.summary["kept_class_counts"] for r in runs], axis=0)
+        acc = np.nanmean(_per_seed(runs, "per_class_acc"), axis=0)
+        order = np.argsort(counts, kind="stable")
+        ax.plot(counts[order], acc[order], marker="o", markersize=4, linewidth=1, alpha=0.85, color=_color(data, arm),
+                label=literal(f"{arm} (n={len(runs)})"))
+        everything += list(counts)
+    low, high = min(everything), max(everything)
+    if low <= 0:
+        ax.set_xscale("symlog", linthresh=1)
+    else:
+        ax.set_xscale("log")
+    if high <= max(low, 1) * 1.5:  # one size (a balanced set): a log axis of a single point has no span
+        ax.set_xlim(0 if low <= 0 else low / 2, max(high, 1) * 2)
+    sizes = sorted(set(np.round(everything).astype(int).tolist()))
+    if len(sizes) <= SIZE_TICKS:  # few sizes (a step profile, CIFAR-10-LT): label each; powers of 10 may miss them all
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("training images of the class (kept, log scale)")
+    ax.set_ylabel("test accuracy of the class (recall)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, ncols=min(3, len(arms)))
+    return fig
+
+
+def results_figure(data: ReportData, series: list[tuple[str, str]]) -> Figure:
+    """Per arm, one bar per (aggregate metric, legend label) of ``series``: the mean over seeds with
+    the standard deviation as an error bar; the seed report's best accuracy (a diamond) on the bar of
+    best_test_acc_over_epochs where the arm is the seed's. The value axis starts near the data."""
     arms = [a for a in data.arms if a in data.aggregate["arms"]]
-    fig = Figure(figsize=(max(6.0, 1.1 * len(arms) + 2), 4.2), layout="constrained")
+    fig = Figure(figsize=(max(6.0, 0.5 * len(series) * len(arms) + 3), 4.2), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(arms))
-    for offset, key, name, color in ((-0.2, "test_acc", "test acc (epoch chosen on validation)", COLORS[0]),
-                                     (0.2, "best_test_acc_over_epochs", "best test acc over epochs", COLORS[1])):
+    width = 0.8 / len(series)
+    offsets = {key: (k - (len(series) - 1) / 2) * width for k, (key, _) in enumerate(series)}
+    ends: list[float] = []
+    for k, (key, name) in enumerate(series):
         stats = [data.aggregate["arms"][a][key] for a in arms]
-        ax.bar(x + offset, [s["mean"] or 0 for s in stats], 0.4, color=color, label=name,
-               yerr=[s["std"] or 0 for s in stats], capsize=3)
+        means = [np.nan if s["mean"] is None else s["mean"] for s in stats]
+        spread = [s["std"] or 0 for s in stats]
+        ax.bar(x + offsets[key], means, width, color=COLORS[k % len(COLORS)], label=name, yerr=spread, capsize=3)
+        ends += [m - e for m, e in zip(means, spread)] + [m + e for m, e in zip(means, spread)]
     seed = [(i, v) for i, a in enumerate(arms) if (v := data.seed_number(a)) is not None]
-    if seed:
-        ax.scatter([i + 0.2 for i, _ in seed], [v for _, v in seed], marker="D", color="black", zorder=3,
-                   label="seed report (best over epochs)")
+    if seed and "best_test_acc_over_epochs" in offsets:
+        ax.scatter([i + offsets["best_test_acc_over_epochs"] for i, _ in seed], [v for _, v in seed], marker="D",
+                   color="black", zorder=3, label="seed report (best over epochs)")
+        ends += [v for _, v in seed]
     ax.set_xticks(x, [literal(a) for a in arms], rotation=20, ha="right")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(*value_limits(ends))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return fig

@@ -1,5 +1,7 @@
-"""report.html: one self-contained page, in the order of the seed reports (Homework 02, then 03),
-then what they did not have. Figures are embedded as SVG data URIs in <img> tags (an SVG inside
+"""report.html: one self-contained page. A study holding the seed report's arms follows its order
+(Homework 02, then 03), then what it did not have; any other study opens with a headline (which arm
+won, by how much, and whether that exceeds the seed-to-seed noise). Homework 03 appears for a study
+with pretraining runs or arms from a jigsaw checkpoint. Figures are embedded as SVG data URIs in <img> tags (an SVG inside
 <img> can neither run scripts nor fetch anything), tables are plain HTML, styles are inline, and a
 Content-Security-Policy forbids scripts and every fetch but data: images; the page works from disk
 with no network. Every string from a config, a class name or a file name goes through html.escape.
@@ -135,14 +137,56 @@ def header(data: ReportData) -> list[str]:
     return parts
 
 
-def results_section(data: ReportData, figs: Figures) -> list[str]:
+def _spread(data: ReportData, arms: list[str], shape: str) -> str:
+    """"; <shape> one standard deviation over seeds" for a caption, where one of ``arms`` has two or
+    more finished seeds (else nothing is drawn for it and the caption says nothing)."""
+    return f"; {shape} one standard deviation over seeds" if any(len(data.finished(a)) > 1 for a in arms) else ""
+
+
+def _value_axis(fig) -> str:
+    bottom = fig.axes[0].get_ylim()[0]
+    return f" The value axis starts at {bottom:.2f}, not at 0." if bottom > 0 else ""
+
+
+def results_section(data: ReportData, figs: Figures, metric: str) -> list[str]:
+    seeded = data.has_seed_numbers
+    seed_note = f"{escape(SEED_NOTE)} " if seeded else ""
     parts = ["<h2>Results</h2>", T.results_table(data),
-             f"<p class='note'>{escape(SEED_NOTE)} Test acc is measured at the epoch chosen on our held-out "
-             f"validation split. &plusmn;: sample standard deviation over seeds. {escape(MINORITY_RULE)}.</p>"]
+             f"<p class='note'>{seed_note}Test figures are measured at the epoch chosen on our held-out validation "
+             f"split. &plusmn;: sample standard deviation over seeds. {escape(MINORITY_RULE)}.</p>"]
     if data.aggregate["arms"]:
-        parts.append(figs.html(F.results_figure(data), "results",
-                               "Test accuracy per arm, mean and standard deviation over seeds; diamonds: the seed report."))
+        series = [("test_acc", "test acc (epoch chosen on validation)")]
+        series += [(metric, T.METRIC_NAMES[metric])] if metric != "test_acc" else []
+        series += [("best_test_acc_over_epochs", "best test acc over epochs")] if seeded else []
+        fig = F.results_figure(data, series)
+        diamonds = "; diamonds: the seed report's best accuracy over epochs" if seeded else ""
+        caption = (f"Per arm, the mean over seeds of {', '.join(name for _, name in series)}"
+                   f"{_spread(data, list(data.aggregate['arms']), 'error bars:')}{diamonds}.{_value_axis(fig)}")
+        parts.append(figs.html(fig, "results", caption))
     return parts
+
+
+def curves_part(data: ReportData, figs: Figures, seeded: bool) -> list[str]:
+    """Validation loss and accuracy of all arms per epoch, raw and smoothed (the seed's figures 3 and 4)."""
+    spread = _spread(data, data.arms, "shaded (an error bar where there is one epoch):")
+    heading = " (Homework 02, figures 3 and 4)" if seeded else ""
+    parts = [f"<h3>Validation loss and accuracy of all arms, raw and smoothed{heading}</h3>",
+             f"<p class='note'>Smoothing: {escape(F.SMOOTHING_TEXT)}. Validation loss is plain cross-entropy "
+             "whatever loss an arm trains with.</p>"]
+    for n, key, name in ((3, "val_loss", "validation loss"), (4, "val_acc", "validation accuracy")):
+        label = "validation loss (cross-entropy)" if key == "val_loss" else name
+        parts.append(figs.html(F.curves_figure(data, key, label), key.replace("_", "-"),
+                               f"{f'Figure {n}: ' if seeded else ''}{name.capitalize()} of all arms, raw (left) and "
+                               f"smoothed (right), mean over seeds{spread}; smoothing: {F.SMOOTHING_TEXT}."))
+    return parts
+
+
+def padding_part(data: ReportData, seeded: bool) -> list[str]:
+    pairs = padding_pairs(data)
+    if not pairs:
+        return []
+    heading = " (Homework 02, section 1)" if seeded else ""
+    return [f"<h3>Padding: 'same' vs 'valid'{heading}</h3>", *(T.padding_sentence(data, s, v) for s, v in pairs)]
 
 
 def homework02_section(data: ReportData, figs: Figures, shown: set[str]) -> list[str]:
@@ -154,20 +198,34 @@ def homework02_section(data: ReportData, figs: Figures, shown: set[str]) -> list
             parts += [f"<h3>Homework 02, {escape(label)} (arm {escape(arm)})</h3>", _arm_figure(data, figs, arm)]
             shown.add(arm)
     parts += ["<h3>Best accuracy per arm (Homework 02, table 2)</h3>", T.seed_table(data)]
-    parts += ["<h3>Validation loss and accuracy of all arms, raw and smoothed (Homework 02, figures 3 and 4)</h3>",
-              f"<p class='note'>Smoothing: {escape(F.SMOOTHING_TEXT)}. Validation loss is plain cross-entropy "
-              "whatever loss an arm trains with.</p>",
-              figs.html(F.curves_figure(data, "val_loss", "validation loss (cross-entropy)"), "val-loss",
-                        f"Figure 3: validation loss of all arms, raw (left) and smoothed (right), mean over seeds "
-                        f"with a band of one standard deviation; smoothing: {F.SMOOTHING_TEXT}."),
-              figs.html(F.curves_figure(data, "val_acc", "validation accuracy"), "val-acc",
-                        f"Figure 4: validation accuracy of all arms, raw (left) and smoothed (right), mean over "
-                        f"seeds with a band of one standard deviation; smoothing: {F.SMOOTHING_TEXT}.")]
-    pairs = padding_pairs(data)
-    if pairs:
-        parts.append("<h3>Padding: 'same' vs 'valid' (Homework 02, section 1)</h3>")
-        parts += [T.padding_sentence(data, same, valid) for same, valid in pairs]
-    return parts
+    return parts + curves_part(data, figs, True) + padding_part(data, True)
+
+
+def longtail_section(data: ReportData, figs: Figures) -> list[str]:
+    """ECE and accuracy by class size per arm, the reliability diagrams and per-class accuracy against
+    the class's training images; each part only where the runs recorded what it needs."""
+    arms = [a for a in data.arms if data.finished(a)]
+    parts = []
+    table = T.longtail_table(data)
+    if table:
+        parts.append(table)
+    binned = [a for a in arms if F.pooled_calibration_bins(data.finished(a)) is not None]
+    if binned:
+        parts.append(figs.html(F.reliability_figure(data, binned), "reliability",
+                               "Reliability diagrams of the test set, one per arm: bars, the accuracy of the "
+                               "predictions in each confidence bin (the bins of all seeds added); dots, that accuracy "
+                               "at the bin's mean confidence; dashed, the diagonal of perfect calibration; in the "
+                               "title, the ECE of the added bins."))
+    missing = [a for a in arms if a not in binned]
+    if binned and missing:
+        parts.append(f"<p class='note'>No calibration bins in the summary.json of arm(s) {escape(', '.join(missing))} "
+                     "(runs from before longtail recorded them): no reliability diagram.</p>")
+    sized = [a for a in arms if any(r.summary.get("kept_class_counts") for r in data.finished(a))]
+    if sized:
+        parts.append(figs.html(F.class_size_figure(data, sized), "accuracy-by-class-size",
+                               "Test accuracy of each class (mean over seeds) against the class's kept training "
+                               "images (log x axis), one line per arm through its classes in order of size."))
+    return ["<h2>Calibration and accuracy by class size</h2>", *parts] if parts else []
 
 
 def _puzzle_part(data: ReportData, figs: Figures, note: Callable[[str], None]) -> str:
@@ -210,7 +268,8 @@ def homework03_section(data: ReportData, figs: Figures, note: Callable[[str], No
         parts += ["<h3>The classifier with and without jigsaw initialisation (Homework 03, figure 4)</h3>",
                   figs.html(F.init_figure(data, pairs), "init-curves",
                             "Figure 4: validation loss and accuracy per epoch from random and from jigsaw "
-                            "initialisation, mean over seeds with a band of one standard deviation."),
+                            f"initialisation, mean over seeds"
+                            f"{_spread(data, [a for pair in pairs for a in pair], 'shaded:')}."),
                   T.init_table(data, pairs),
                   f"<p class='note'>Paired over seeds; noise rule: {escape(NOISE_RULE)}. The seed report's "
                   "figures are its best accuracy over 20 epochs.</p>"]
@@ -222,9 +281,10 @@ def homework03_section(data: ReportData, figs: Figures, note: Callable[[str], No
 def details_section(data: ReportData, figs: Figures, shown: set[str]) -> list[str]:
     parts = []
     if data.aggregate["arms"] and data.classes:
+        fig = F.per_class_figure(data)
         parts += ["<h2>Per-class accuracy</h2>", T.per_class_table(data),
-                  figs.html(F.per_class_figure(data), "per-class-acc",
-                            "Test accuracy of each class, mean over seeds (error bars: standard deviation)."),
+                  figs.html(fig, "per-class-acc", f"Test accuracy of each class, mean over seeds"
+                            f"{_spread(data, data.arms, 'error bars:')}.{_value_axis(fig)}"),
                   "<h2>Confusion matrices</h2>",
                   figs.html(F.confusion_figure(data), "confusion",
                             "Test confusion matrices, summed over seeds, each row divided by its class's count.")]
@@ -235,16 +295,20 @@ def details_section(data: ReportData, figs: Figures, shown: set[str]) -> list[st
     return parts
 
 
-def build_report(data: ReportData, note: Callable[[str], None]) -> Path:
+def build_report(data: ReportData, note: Callable[[str], None], metric: str = "test_balanced_acc") -> Path:
     """Draw everything, then write report.html and figures/ (owned.py: only over files longtail
-    wrote); LongtailError before any write when one of them is the user's."""
+    wrote); LongtailError before any write when one of them is the user's. ``metric``: what the
+    headline ranks the arms on (tables.HEADLINE_METRICS)."""
     files = ReportFiles(data.root, legacy_outputs)  # refuses a folder it cannot write into before drawing
     figs = Figures(files)
     shown: set[str] = set()
+    seeded = data.seed_study
     parts = header(data)
+    if data.runs and not seeded:
+        parts.append(T.headline(data, metric))
     if data.runs:
-        parts += results_section(data, figs)
-        parts += homework02_section(data, figs, shown)
+        parts += results_section(data, figs, metric)
+        parts += homework02_section(data, figs, shown) if seeded else []
     if data.kind == "study" and data.runs:
         bases = sorted(set(data.aggregate.get("baselines", {}).values()))
         baseline = ", ".join(escape(b) for b in bases) if bases else "none"
@@ -252,6 +316,9 @@ def build_report(data: ReportData, note: Callable[[str], None]) -> Path:
                   T.paired_table(data),
                   f"<p class='note'>Difference arm &minus; baseline per seed. Noise rule: {escape(NOISE_RULE)}.</p>"]
     parts += homework03_section(data, figs, note)
+    if data.runs:
+        parts += longtail_section(data, figs)
+        parts += [] if seeded else ["<h2>Per epoch</h2>", *curves_part(data, figs, False), *padding_part(data, False)]
     parts += details_section(data, figs, shown)
     parts += ["<h2>Runs</h2>", T.runs_table(data)]
     page = (f"{PAGE_HEAD}{escape(data.title)}{TITLE_END}<style>{STYLE}</style></head><body>\n"

@@ -29,6 +29,9 @@ _SEED_ARMS = {
     "jigsaw-init": (0.7429, _PLAIN),
 }
 SEED_BEST_ACC = {name: number for name, (number, _) in _SEED_ARMS.items()}
+# The arms of Homework 02's imbalance study; a study holding one of them (by name and setting) gets
+# the report's Homework 02 section.
+HOMEWORK02_ARMS = ("balanced", "imbalanced", "copy", "aug", "loss", "aug+loss")
 
 # Homework 03, section 1: best validation figures of the 2x2 jigsaw net over 10 epochs, decoded by
 # row argmax (the seed had no other decoder); keys as in our metrics.jsonl.
@@ -49,11 +52,16 @@ SEED_PADDING = ("The seed report (Homework 02, section 1) found 'same' padding b
                 "number: on a 32x32 image 'valid' drops the border pixels at every convolution.")
 
 
+def is_seed_arm(arm: str, config: dict) -> bool:
+    """Whether ``arm`` has the name of one of the seed reports' arms and its setting (``config``)."""
+    if arm not in _SEED_ARMS:
+        return False
+    return all(config.get(key, None) in accepted for key, accepted in _SEED_ARMS[arm][1].items())
+
+
 def seed_number(arm: str, config: dict, classes: list[str]) -> float | None:
     """The seed report's best accuracy for ``arm`` if its ``config`` is the seed's setting and its
     ``classes`` are CIFAR-10's."""
-    if arm not in _SEED_ARMS or tuple(classes) != CIFAR10_CLASSES:
+    if tuple(classes) != CIFAR10_CLASSES or not is_seed_arm(arm, config):
         return None
-    number, setting = _SEED_ARMS[arm]
-    ok = all(config.get(key, None) in accepted for key, accepted in setting.items())
-    return number if ok else None
+    return _SEED_ARMS[arm][0]

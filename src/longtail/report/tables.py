@@ -8,7 +8,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from longtail.aggregate import METRICS, PAIRED_METRICS, mean_std, paired_comparison
+from longtail.aggregate import LONGTAIL_METRICS, METRICS, PAIRED_METRICS, mean_std, paired_comparison
 from longtail.report.collect import ReportData, RunRecord
 from longtail.report.reference import SEED_PADDING, SEED_PRETEXT, SEED_PRETEXT_EPOCHS
 
@@ -19,7 +19,25 @@ METRIC_NAMES = {
     "minority_acc": "minority acc",
     "majority_acc": "majority acc",
     "best_test_acc_over_epochs": "best test acc over epochs",
+    "test_ece": "ECE",
+    "many_acc": "many (> 100 images)",
+    "medium_acc": "medium (20-100)",
+    "few_acc": "few (< 20)",
+    "head_acc": "head (3 largest classes)",
+    "middle_acc": "middle (next 4)",
+    "tail_acc": "tail (3 smallest)",
 }
+# What the long-tail table's columns mean, each said when a column of its kind is shown.
+LONGTAIL_NOTES = (
+    (("test_ece",), "ECE: expected calibration error of the test set, the sum over confidence bins of "
+                    "(images in the bin / all images) &times; |accuracy &minus; mean confidence|; lower is better."),
+    (("many_acc", "medium_acc", "few_acc"), "Many / medium / few: the mean test recall of the classes with "
+                                            "&gt; 100, 20-100, &lt; 20 kept training images (before any oversampling)."),
+    (("head_acc", "middle_acc", "tail_acc"), "Head / middle / tail: the mean test recall of the 3 / 4 / 3 classes "
+                                             "in order of kept training images."),
+)
+# What a headline may rank arms on: higher is better, and aggregate.py has it per seed.
+HEADLINE_METRICS = ("test_balanced_acc", "test_acc", "test_macro_f1")
 SETTINGS = ("recipe", "epochs", "imbalance", "rebalance", "loss", "loss_params", "padding", "init", "transfer",
             "limit_train", "grid", "gap", "tile_norm", "grayscale")
 PRETEXT_ROWS = (
@@ -55,21 +73,85 @@ def _row(*cells: str) -> str:
 
 
 def results_table(data: ReportData) -> str:
+    """Every metric per arm, mean +- std; the seed report's number beside ours when an arm has one."""
     arms = data.aggregate["arms"]
     if not arms:
         return '<p class="partial">No finished runs yet: no statistics.</p>'
+    seeded = data.has_seed_numbers
     rows = []
     for arm in data.arms:
         if arm not in arms:
             continue
         entry = arms[arm]
-        seed = data.seed_number(arm)
-        best = entry["best_test_acc_over_epochs"]["mean"]
-        diff = f"{best - seed:+.4f}" if seed is not None and best is not None else DASH
-        rows.append(_row(escape(arm), str(entry["n_seeds"]), *(mean_pm_std(entry[m]) for m in METRICS), num(seed), diff))
-    head = ["arm", "seeds", *(escape(METRIC_NAMES[m]) for m in METRICS), "seed report (best over epochs)",
-            "ours best &minus; seed"]
+        cells = [escape(arm), str(entry["n_seeds"]), *(mean_pm_std(entry[m]) for m in METRICS)]
+        if seeded:
+            seed = data.seed_number(arm)
+            best = entry["best_test_acc_over_epochs"]["mean"]
+            cells += [num(seed), f"{best - seed:+.4f}" if seed is not None and best is not None else DASH]
+        rows.append(_row(*cells))
+    head = ["arm", "seeds", *(escape(METRIC_NAMES[m]) for m in METRICS)]
+    head += ["seed report (best over epochs)", "ours best &minus; seed"] if seeded else []
     return _table("results", head, rows)
+
+
+def longtail_table(data: ReportData) -> str:
+    """ECE and accuracy by class size per arm, mean +- std over seeds; only the columns some arm
+    has (head/middle/tail needs 10 classes, ECE runs that recorded it); empty when none has any."""
+    arms = [a for a in data.arms if a in data.aggregate["arms"]]
+    entries = [data.aggregate["arms"][a] for a in arms]
+    shown = [m for m in LONGTAIL_METRICS if any(e[m]["mean"] is not None for e in entries)]
+    if not shown:
+        return ""
+    rows = [_row(escape(a), str(e["n_seeds"]), *(mean_pm_std(e[m]) for m in shown)) for a, e in zip(arms, entries)]
+    notes = [text for metrics, text in LONGTAIL_NOTES if set(metrics) & set(shown)]
+    return (_table("long-tail", ["arm", "seeds", *(escape(METRIC_NAMES[m]) for m in shown)], rows)
+            + f"<p class='note'>{' '.join(notes)} &plusmn;: sample standard deviation over seeds.</p>")
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.4f}".replace("-", "&minus;")
+
+
+def headline(data: ReportData, metric: str) -> str:
+    """One paragraph: the arm with the highest mean ``metric``, its margin over its baseline arm (over
+    the runner-up when it has none, or is a baseline itself) as the mean paired difference over the
+    seeds both have, and whether that exceeds the seed-to-seed noise (aggregate.py's rule, with the
+    t-test's 95% interval). Empty with fewer than two arms with finished runs."""
+    arms = data.aggregate["arms"]
+    ranked = [a for a in data.arms if a in arms and arms[a][metric]["mean"] is not None]
+    if len(ranked) < 2:
+        return ""
+    name = escape(METRIC_NAMES[metric])
+    winner = max(ranked, key=lambda a: arms[a][metric]["mean"])  # of equal means, the first in arm order
+    base = data.aggregate["baselines"].get(winner)
+    if base is not None:
+        other, role = base, "its baseline"
+    else:
+        other = max((a for a in ranked if a != winner), key=lambda a: arms[a][metric]["mean"])
+        role = "the next best arm"
+    p = paired_comparison(_per_seed(arms[winner], metric), _per_seed(arms[other], metric))
+    lead = "The baseline arm" if winner in data.aggregate["baselines"].values() else "Arm"
+    text = (f"{lead} <strong>{escape(winner)}</strong> has the highest {name}, {mean_pm_std(arms[winner][metric])} "
+            f"over {arms[winner]['n_seeds']} seed(s); {role}, <code>{escape(other)}</code>, has "
+            f"{mean_pm_std(arms[other][metric])}. ")
+    if p["n"] == 0:
+        diff = arms[winner][metric]["mean"] - arms[other][metric]["mean"]
+        text += (f"Difference of the means {_signed(diff)}; the arms share no seed, so it cannot be set against "
+                 "the seed-to-seed noise.")
+    else:
+        detail = []
+        if p["diff_ci95"] is not None:
+            low, high = p["diff_ci95"]
+            detail.append(f"95% interval {_signed(low)} to {_signed(high)}")
+        if p["p_value"] is not None:
+            detail.append(f"p = {p['p_value']:.3g}")
+        if p.get("baseline_std") is not None:
+            detail.append(f"2 &times; the std of <code>{escape(other)}</code> = {2 * p['baseline_std']:.4f}")
+        verdict = {True: "more than the seed-to-seed noise", False: "within the seed-to-seed noise",
+                   None: "too few seeds to tell it from the seed-to-seed noise"}[p["exceeds_noise"]]
+        text += (f"Margin {_signed(p['diff_mean'])}, the mean difference over {p['n']} paired seed(s)"
+                 f"{' (' + ', '.join(detail) + ')' if detail else ''}: {verdict} ({escape(p['rule'] or 'no rule')}).")
+    return f"<p id='headline'>{text}</p>"
 
 
 def seed_table(data: ReportData) -> str:

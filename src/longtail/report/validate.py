@@ -132,7 +132,8 @@ def _text(value: Any) -> bool:
 
 
 FRACTIONS = ("test_acc", "test_balanced_acc", "test_macro_f1", "best_test_acc_over_epochs", "val_acc",
-             "val_balanced_acc")
+             "val_balanced_acc", "test_ece")
+MAX_BINS = 10_000  # ece_bins' bound
 REQUIRED = ("test_acc", "classes", "per_class_acc", "confusion")
 
 
@@ -157,6 +158,24 @@ def _transfer_problem(summary: dict) -> str | None:
     layers = transfer.get("layers", [])
     if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
         return "'transfer.layers' is not a list of objects"
+    return None
+
+
+def _calibration_problem(summary: dict) -> str | None:
+    """test_calibration_bins, where present: per bin an image count, the sum of those images'
+    confidences (0 to the count) and how many of them were right (0 to the count)."""
+    bins = summary.get("test_calibration_bins")
+    if bins is None:
+        return None
+    keys = ("count", "confidence_sum", "correct")
+    if not (isinstance(bins, dict) and all(isinstance(bins.get(k), list) for k in keys)
+            and 1 <= len(bins["count"]) <= MAX_BINS and len({len(bins[k]) for k in keys}) == 1):
+        return "'test_calibration_bins' is not count, confidence_sum and correct lists of one length"
+    for n, conf, right in zip(*(bins[k] for k in keys)):
+        # a float64 sum of float32 confidences of at most 1 may pass its count by a rounding error
+        if not (_count(n) and _count(conf) and _count(right) and conf <= n * (1 + 1e-9) and right <= n):
+            return ("'test_calibration_bins' holds a bin whose confidence sum or number correct is not a count "
+                    "from 0 to its image count")
     return None
 
 
@@ -188,7 +207,7 @@ def summary_problem(summary: Any) -> str | None:
     kept = summary.get("kept_class_counts")
     if kept not in (None, []) and not (isinstance(kept, list) and len(kept) == c and all(_count(n) for n in kept)):
         return f"'kept_class_counts' is not a list of {c} image counts"
-    return _dataset_problem(summary) or _transfer_problem(summary)
+    return _dataset_problem(summary) or _transfer_problem(summary) or _calibration_problem(summary)
 
 
 def pretrain_summary_problem(summary: Any) -> str | None:

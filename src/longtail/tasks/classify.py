@@ -263,8 +263,11 @@ class ClassifyTask(RunTask):
         }
         # long-tail figures (MiSLAS / Kang et al.): calibration and accuracy by training class size
         # (the kept counts: the data set's own shape, before any oversampling)
-        summary["test_ece"] = expected_calibration_error(
-            calibration(model, test, precision, self.cfg.ece_bins, self.logit_adjustment))
+        bins = calibration(model, test, precision, self.cfg.ece_bins, self.logit_adjustment)
+        summary["test_ece"] = expected_calibration_error(bins)
+        # the sums, not per-bin means: seeds of an arm add up bin by bin into one reliability diagram
+        summary["test_calibration_bins"] = {"count": [int(n) for n in bins[0]], "confidence_sum": bins[1].tolist(),
+                                            "correct": [int(n) for n in bins[2]]}
         summary["test_acc_by_class_size"] = accuracy_by_class_size(data.kept_counts, report["per_class_acc"])
         thirds = accuracy_by_thirds(data.kept_counts, report["per_class_acc"])
         if thirds is not None:
