@@ -25,7 +25,9 @@ EXAMPLES = {
   longtail train --data cifar10 --out runs/fast
   longtail train --data cifar10 --out runs/lt --imbalance exponential:100 --loss ldam-drw --head cosine
   longtail train --config my-run.toml --out runs/mine --epochs 5      # flags win over the file
-  longtail train --data cifar10 --out runs/lt --resume                 # continue after a crash or Ctrl-C""",
+  longtail train --data cifar10 --out runs/lt --resume                 # continue after a crash or Ctrl-C
+  longtail train --stage crt --init runs/lt/checkpoint.pt --out runs/lt-crt   # retrain the last layer, class-balanced
+  longtail train --stage tau-norm --init runs/lt/checkpoint.pt --out runs/lt-tau  # rescale it, tau from validation""",
     "pretrain": """examples:
   longtail pretrain --data cifar10 --out runs/jigsaw
   longtail pretrain --data cifar10 --out runs/jigsaw-improved --recipe improved

@@ -85,8 +85,8 @@ def fit(model: nn.Module, task: Task, train: BatchLoader, val: BatchLoader, opti
     with stop.installed():
         while state.epoch < options.epochs:
             epoch = state.epoch
-            task.start_epoch(epoch)
             model.train()
+            task.start_epoch(epoch)  # after train(): a task may put parts back in eval mode (a frozen trunk)
             steps = train.steps_in(epoch)
             bar = tqdm(total=steps, initial=state.step, desc=f"epoch {epoch + 1}/{options.epochs}", unit="batch",
                        disable=not options.progress, leave=False, dynamic_ncols=True, mininterval=0.5)

@@ -74,15 +74,20 @@ def _train(cfg: RunSettings, task_cls: type[RunTask], folder: RunDir, ds: ImageD
     val = BatchLoader(data.val_images, data.val_labels, eval_batch, **eval_shards, **common)
     test = BatchLoader(data.test_images, data.test_labels, eval_batch, **eval_shards, **common)
 
-    slow, slow_scale = task.slow_layers()
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
-                                slow=slow, slow_scale=slow_scale)
-    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.lr, train.total_steps(cfg.epochs))
+    optimizer = scheduler = None
+    if task.trains:
+        slow, slow_scale = task.slow_layers()
+        optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
+                                    slow=slow, slow_scale=slow_scale)
+        scheduler = build_scheduler(optimizer, cfg.schedule, cfg.lr, train.total_steps(cfg.epochs))
 
     if ctx.is_main:
         folder.prepare(record, resume=cfg.resume)
     distributed.barrier()
-    state = restore_state(folder, task.kind, model, optimizer, scheduler) if cfg.resume else FitState()
+    # A search (nothing trained) starts over from the task's own weights: it is quick, and its
+    # checkpoint holds the chosen candidate, not a point to continue from.
+    state = restore_state(folder, task.kind, model, optimizer, scheduler) if cfg.resume and task.trains \
+        else FitState()
     board = curves.TensorBoardCurves(folder.path / "tensorboard") if cfg.tensorboard and ctx.is_main else None
 
     def log_epoch(s: FitState) -> None:
@@ -95,21 +100,29 @@ def _train(cfg: RunSettings, task_cls: type[RunTask], folder: RunDir, ds: ImageD
 
     def save(s: FitState) -> None:
         save_checkpoint(folder.checkpoint_path, {
-            "kind": task.kind, "arch": task.arch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "kind": task.kind, "arch": task.arch, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "scheduler": scheduler.state_dict() if scheduler is not None else None, "fit_state": s.to_dict(),
             "normalization": {"mean": mean, "std": std}, "config": cfg.to_dict(), **task.checkpoint_extras()})
 
-    state = fit(data_parallel(model, ctx, device), task, train, val, optimizer, scheduler,
-                FitOptions(cfg.epochs, precision, device, cfg.seed, progress=not cfg.quiet and ctx.is_main,
-                           checkpoint_every=cfg.checkpoint_every),
-                state=state, save=save if ctx.is_main else None,
-                log_epoch=log_epoch if ctx.is_main else None,
-                extra_eval=lambda m: task.epoch_extras(m, test, precision))
+    if task.trains:
+        state = fit(data_parallel(model, ctx, device), task, train, val, optimizer, scheduler,
+                    FitOptions(cfg.epochs, precision, device, cfg.seed, progress=not cfg.quiet and ctx.is_main,
+                               checkpoint_every=cfg.checkpoint_every),
+                    state=state, save=save if ctx.is_main else None,
+                    log_epoch=log_epoch if ctx.is_main else None,
+                    extra_eval=lambda m: task.epoch_extras(m, test, precision))
+    else:
+        state = task.search(model, val, test, precision)
+        if ctx.is_main:
+            folder.write_metrics([])  # no epochs; the task's summary records the candidates
 
     if board is not None:
         board.close()
     model.load_state_dict(state.best_model)
+    task.finish(model)
     task.tune_on_validation(model, val, precision)
+    rates = [r["images_per_s"] for r in state.history if "images_per_s" in r]
     summary = {
         "finished": True,
         "best_epoch": state.best_epoch + 1,
@@ -119,7 +132,7 @@ def _train(cfg: RunSettings, task_cls: type[RunTask], folder: RunDir, ds: ImageD
         "n_val": int(data.val_labels.numel()),
         "n_test": int(data.test_labels.numel()),
         "n_params": task.n_params(),
-        "images_per_s": sum(r["images_per_s"] for r in state.history) / len(state.history),
+        "images_per_s": sum(rates) / len(rates) if rates else None,  # training throughput
         "wall_seconds": time.time() - started,
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint, "image_shape": list(ds.image_shape)},
         **environment(device, precision),

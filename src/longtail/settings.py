@@ -186,6 +186,12 @@ def merge(cls: type, recipes: dict[str, dict], *, cli: dict | None = None,
     """Build a ``cls`` from recipe defaults < ``base`` (e.g. a study table) < TOML file < CLI
     values (None = unset), every source checked key by key. The recipe named by the merged
     ``recipe`` key (or the field's default) fills the fields left unset."""
+    return build(cls, recipes, given_values(cls, cli=cli, toml_path=toml_path, base=base))
+
+
+def given_values(cls: type, *, cli: dict | None = None, toml_path: str | Path | None = None,
+                 base: dict | None = None) -> dict:
+    """The values the sources set, each checked: ``base`` < TOML file < CLI values (None = unset)."""
     merged: dict = {}
     if base:
         merged.update(check_mapping(cls, base, "the study file"))
@@ -193,8 +199,15 @@ def merge(cls: type, recipes: dict[str, dict], *, cli: dict | None = None,
         merged.update(check_mapping(cls, load_toml(toml_path), str(toml_path)))
     if cli:
         merged.update(check_mapping(cls, {k: v for k, v in cli.items() if v is not None}, "the command line"))
-    recipe = merged.get("recipe") or next(f.default for f in dataclasses.fields(cls) if f.name == "recipe")
-    values = {**recipes[recipe], **{k: v for k, v in merged.items() if v is not None}}
+    return merged
+
+
+def build(cls: type, recipes: dict[str, dict], given: dict, default_recipe: str | None = None) -> Any:
+    """A ``cls`` of the ``given`` values; the recipe they name (else ``default_recipe``, else the
+    field's default) fills the fields left unset, and is recorded as the run's recipe."""
+    recipe = (given.get("recipe") or default_recipe
+              or next(f.default for f in dataclasses.fields(cls) if f.name == "recipe"))
+    values = {**recipes[recipe], **{k: v for k, v in given.items() if v is not None}, "recipe": recipe}
     return cls(**values)
 
 

@@ -38,7 +38,7 @@ LONGTAIL_NOTES = (
 )
 # What a headline may rank arms on: higher is better, and aggregate.py has it per seed.
 HEADLINE_METRICS = ("test_balanced_acc", "test_acc", "test_macro_f1")
-SETTINGS = ("recipe", "epochs", "imbalance", "rebalance", "loss", "loss_params", "padding", "init", "transfer",
+SETTINGS = ("recipe", "epochs", "imbalance", "rebalance", "loss", "loss_params", "padding", "init", "stage", "transfer",
             "limit_train", "grid", "gap", "tile_norm", "grayscale")
 PRETEXT_ROWS = (
     ("val_position_acc_argmax", "tiles in the right place, argmax"),
@@ -320,8 +320,11 @@ def _setting(value: object, limit: int = 80) -> str:
 def runs_table(data: ReportData) -> str:
     rows = []
     for run in data.runs + data.pretrain:
+        staged = run.config.get("stage", "none") != "none"
         shown = [k for k in SETTINGS if run.config.get(k) not in (None, "", {}, [])
-                 and (k != "transfer" or run.config.get("init"))]  # finetune vs freeze means nothing without init
+                 and (k != "stage" or staged)
+                 # finetune vs freeze means nothing without init, nor with a stage (it freezes itself)
+                 and (k != "transfer" or (run.config.get("init") and not staged))]
         settings = ", ".join(f"{k}={_setting(run.config[k])}" for k in shown)
         acc = num(run.summary.get("test_acc")) if run.summary else DASH
         folder = run.path.relative_to(data.root) if run.path != data.root else Path(".")

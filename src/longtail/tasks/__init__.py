@@ -13,6 +13,9 @@ from longtail.tasks.base import RunTask
 from longtail.tasks.classify import ClassifyTask
 from longtail.tasks.jigsaw import JigsawTask
 from longtail.tasks.rotation import RotationTask
+from longtail.tasks.stage import StageTask
 
 PRETEXT_TASKS: Registry[type[RunTask]] = Registry("pretext task", {"jigsaw": JigsawTask, "rotation": RotationTask})
-TASKS: Registry[type[RunTask]] = Registry("task", {"classify": ClassifyTask, **PRETEXT_TASKS})
+# "classifier-stage": a classifier run with --stage (TrainConfig.task)
+TASKS: Registry[type[RunTask]] = Registry("task", {"classify": ClassifyTask, "classifier-stage": StageTask,
+                                                   **PRETEXT_TASKS})

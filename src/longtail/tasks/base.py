@@ -24,6 +24,9 @@ class RunTask(ABC):
     # Under torchrun: evaluation split over the ranks and summed (True), or every rank scores the
     # whole split with the same weights (False).
     shard_eval: bool = True
+    # False: nothing is trained; ``search`` chooses among candidate weights on validation instead
+    # of ``engine.fit`` (tau-normalisation).
+    trains: bool = True
 
     model: nn.Module
     arch: dict  # the architecture record stored with the checkpoint
@@ -62,6 +65,15 @@ class RunTask(ABC):
     def epoch_extras(self, model: nn.Module, test: BatchLoader, precision: str) -> dict:
         """Figures added to every epoch's metrics row (the seed's per-epoch test accuracy)."""
         return {}
+
+    def search(self, model: nn.Module, val: BatchLoader, test: BatchLoader, precision: str) -> FitState:
+        """A task that trains nothing: the chosen candidate's weights as ``best_model``, one
+        history row per candidate (what its summary records; there are no epochs)."""
+        raise NotImplementedError(f"{type(self).__name__} trains; it has no search")
+
+    def finish(self, model: nn.Module) -> None:
+        """Turn the model holding the selected weights into the one tested and saved, in place
+        (a classifier stage folds what it trained back into the network's own layers)."""
 
     def tune_on_validation(self, model: nn.Module, val: BatchLoader, precision: str) -> None:
         """Choices made after training, on the validation split with the selected weights loaded

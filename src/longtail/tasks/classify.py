@@ -138,19 +138,15 @@ class ClassifyTask(RunTask):
             raise LongtailError("--rebalance-from-epoch defers a rebalance method, but --rebalance is none")
         check_mix_settings(cfg)
 
+    # The output layer starts fresh, so a loss's initial output bias applies (cb-focal's).
+    fresh_output_layer = True
+
     def __init__(self, cfg: TrainConfig, ds, data: PreparedData, device: torch.device, ctx: DistContext):
         self.cfg = cfg
         self.num_classes = ds.num_classes
         self.classes = ds.classes
-        model, self.arch = build_model(cfg, ds)
-        model = model.to(device).to(memory_format=torch.channels_last)
         self.transfer_log = self.pretrained_log = None
-        if cfg.pretrained:
-            self.pretrained_log = load_pretrained(model, cfg.pretrained, ds.num_classes, cfg.model)
-        if cfg.init:
-            self.transfer_log = init_from_checkpoint(model, cfg.init, freeze=cfg.transfer == "freeze",
-                                                     layers=cfg.transfer_layers, described=cfg.model)
-            self.transfer_log["lr_scale"] = cfg.transfer_lr_scale if cfg.transfer == "finetune" else 0.0
+        model = self.starting_model(cfg, ds, device)
         if cfg.sync_bn:
             if device.type != "cuda" or not ctx.enabled:
                 raise LongtailError("--sync-bn needs several CUDA processes (torchrun on GPUs); PyTorch's "
@@ -159,13 +155,27 @@ class ClassifyTask(RunTask):
         self.model = model
         self.loss_fn = build_loss(cfg.loss, LossContext(torch.tensor(data.train_counts), cfg.epochs,
                                                         cfg.label_smoothing, cfg.loss_params)).to(device)
-        init_output_bias(self.model, self.loss_fn)  # part of cb-focal (Cui et al.): last bias -log(C - 1)
+        if self.fresh_output_layer:
+            init_output_bias(self.model, self.loss_fn)  # part of cb-focal (Cui et al.): last bias -log(C - 1)
         self.logit_adjustment = getattr(self.loss_fn, "posthoc_adjustment", None)
         self.tau_search: dict | None = None
         # Remix compares class sizes of the imbalanced set itself (the kept counts): an oversampler
         # changes how often a class is seen, not how rare its images are
         self.mix = build_mix(cfg.mix, MixContext(torch.tensor(data.kept_counts), cfg.mix_alpha, cfg.remix_kappa,
                                                  cfg.remix_tau))
+
+    def starting_model(self, cfg: TrainConfig, ds, device: torch.device) -> nn.Module:
+        """The network before training, on ``device``: ``--model`` for the data, from the weights
+        --pretrained or --init give; sets ``self.arch``."""
+        model, self.arch = build_model(cfg, ds)
+        model = model.to(device).to(memory_format=torch.channels_last)
+        if cfg.pretrained:
+            self.pretrained_log = load_pretrained(model, cfg.pretrained, ds.num_classes, cfg.model)
+        if cfg.init:
+            self.transfer_log = init_from_checkpoint(model, cfg.init, freeze=cfg.transfer == "freeze",
+                                                     layers=cfg.transfer_layers, described=cfg.model)
+            self.transfer_log["lr_scale"] = cfg.transfer_lr_scale if cfg.transfer == "finetune" else 0.0
+        return model
 
     def slow_layers(self) -> tuple[set[str], float]:
         cfg = self.cfg
@@ -231,9 +241,13 @@ class ClassifyTask(RunTask):
         return lines
 
     @staticmethod
-    def headline(summary: dict) -> str:
+    def test_figures(summary: dict) -> str:
         return (f"test acc {summary['test_acc']:.4f}, balanced {summary['test_balanced_acc']:.4f}, "
-                f"macro-F1 {summary['test_macro_f1']:.4f} (best epoch {summary['best_epoch']} on validation; "
+                f"macro-F1 {summary['test_macro_f1']:.4f}")
+
+    @staticmethod
+    def headline(summary: dict) -> str:
+        return (f"{ClassifyTask.test_figures(summary)} (best epoch {summary['best_epoch']} on validation; "
                 f"best test acc over epochs {summary['best_test_acc_over_epochs']:.4f})")
 
     def checkpoint_extras(self) -> dict:
