@@ -14,7 +14,7 @@ from longtail.errors import LongtailError
 from longtail.losses import LOSSES, LossContext, build_loss
 from longtail.run import run as run_training
 from longtail.seeding import derived_generator
-from longtail.tasks.mixing import (MIX_STREAM, MIXES, MixContext, MixedBatch, Mixup, Remix, build_mix, draw_pairing,
+from longtail.tasks.mixing import (MIX_STREAM, MIXES, MixContext, MixedBatch, Mixup, Remix, build_mix, draw_pairing, mix_step,
                                    mix_images, mixed_loss, remix_label_weights)
 from tests.conftest import one_line_error
 
@@ -84,6 +84,19 @@ def test_same_coordinates_same_draw_other_coordinates_other_draws():
     assert draw(3, 1, 5) == draw(3, 1, 5)
     others = [draw(3, 1, 6), draw(3, 2, 5), draw(4, 1, 5)]  # next step, next epoch, other seed
     assert all(o[0] != draw(3, 1, 5)[0] and o[1] != draw(3, 1, 5)[1] for o in others)
+
+
+def test_a_training_step_mixes_by_its_own_coordinates():
+    # what the classification task calls each step: (seed, epoch, step) in, that step's mixing out
+    x, y = torch.arange(16.0).reshape(16, 1), torch.arange(16) % 3
+    mixer = Mixup(1.0)
+
+    def step(*coords):
+        batch = mix_step(mixer, x, y, coords)
+        return batch.x.tolist(), batch.y_b.tolist()
+
+    assert step(3, 1, 5) == step(3, 1, 5)
+    assert all(step(*other) != step(3, 1, 5) for other in [(3, 1, 6), (3, 2, 5), (4, 1, 5)])
 
 
 def test_lam_follows_beta_alpha_alpha():

@@ -29,10 +29,9 @@ from longtail.metrics import (accuracy, accuracy_by_class_size, accuracy_by_thir
 from longtail.models import ModelRequest, build_from_arch, build_module, model_arch, split_model_name
 from longtail.models.pretrained import load_pretrained
 from longtail.models.torchvision_models import check_input
-from longtail.seeding import derived_generator
 from longtail.settings import setting_defaults
 from longtail.tasks.base import RunTask
-from longtail.tasks.mixing import MIX_STREAM, MixContext, build_mix, mixed_loss
+from longtail.tasks.mixing import MixContext, build_mix, mix_step, mixed_loss
 from longtail.tasks.posthoc import search_tau
 from longtail.transfer import check_init, check_transfer_layers, init_from_checkpoint
 
@@ -192,7 +191,7 @@ class ClassifyTask(RunTask):
     def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
         if self.mix is None:
             return self.loss_fn(model(x).float(), y)
-        batch = self.mix(x, y, derived_generator(*step_seed, MIX_STREAM))
+        batch = mix_step(self.mix, x, y, step_seed)
         return mixed_loss(self.loss_fn, model(batch.x).float(), batch)
 
     def tune_on_validation(self, model: nn.Module, val: BatchLoader, precision: str) -> None:

@@ -22,6 +22,7 @@ from torch import nn
 
 from longtail.errors import LongtailError
 from longtail.registry import Registry
+from longtail.seeding import derived_generator
 
 MIX_STREAM = 0x313C  # the mixing draws' tag among the (seed, epoch, step, tag) streams
 
@@ -60,6 +61,12 @@ def draw_pairing(batch_size: int, alpha: float, g: torch.Generator) -> tuple[flo
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=g))
     lam = float(np.random.default_rng(seed).beta(alpha, alpha))
     return lam, torch.randperm(batch_size, generator=g)
+
+
+def mix_step(mixer: Mixer, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> MixedBatch:
+    """The mixing of training step ``step_seed`` = (seed, epoch, step): its draws depend on those
+    coordinates only, so a resumed run mixes each step as the uninterrupted run did."""
+    return mixer(x, y, derived_generator(*step_seed, MIX_STREAM))
 
 
 def mix_images(x: torch.Tensor, lam: float, perm: torch.Tensor) -> torch.Tensor:
