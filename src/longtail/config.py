@@ -51,6 +51,17 @@ class RunSettings:
                                    "CIFAR-10)", low=1)
     limit_train: int | None = setting(None, "use only N training images (stratified), for quick runs", low=1)
     limit_test: int | None = setting(None, "evaluate on N test images (stratified), for quick runs", low=1)
+    # Shared by classifier and pretraining runs: with the same seed, split and limit_train both keep
+    # the same training images (summary.json's kept_indices_hash), which a study's data_from relies on.
+    imbalance: str | None = setting(None, "remove training samples first: step:RATIO[:CLASSES], "
+                                    "exponential:RATIO or counts:N0,N1,... (a pretraining run draws the same "
+                                    "images as a classifier run of the same seed; its labels stay unused)",
+                                    choices="longtail.data.imbalance:PROFILES", prefix_choice=True,
+                                    metavar="PROFILE:ARGS")
+    model: str = setting("seed-cnn", "network: seed-cnn (the seed reports' CNN), resnet32 (He et al.'s CIFAR "
+                         "ResNet, as in LDAM-DRW), or tv:NAME, any torchvision classifier by name, untrained (e.g. "
+                         "tv:resnet18; docs/models.md); pretraining: rotation trains it with a 4-way head, jigsaw "
+                         "the seed CNN's trunk", choices="longtail.models:MODELS", prefix_choice=True, metavar="NAME")
     threads: int | None = setting(None, "CPU threads for this process (under torchrun: default, an equal share "
                                   "of the cores)", low=1, high=4096, neutral=True)
     checkpoint_every: int | None = setting(None, "also checkpoint every N steps (epochs always end with one)",
@@ -87,10 +98,6 @@ class TrainConfig(RunSettings):
                           choices="longtail.config:RECIPES")
     label_smoothing: float | None = setting(None, "label smoothing of the training loss", low=0, high=1,
                                             high_open=True)
-    model: str = setting("seed-cnn", "network: seed-cnn (the seed reports' CNN), resnet32 (He et al.'s CIFAR "
-                         "ResNet, as in LDAM-DRW), or tv:NAME, any torchvision classifier by name, untrained (e.g. "
-                         "tv:resnet18; docs/models.md)", choices="longtail.models:MODELS", prefix_choice=True,
-                         metavar="NAME")
     pretrained: str | None = setting(None, "start from a state_dict file you have (e.g. torchvision's ImageNet "
                                      "weights .pth); the classifier layer is skipped when it does not fit",
                                      metavar="FILE")
@@ -98,9 +105,6 @@ class TrainConfig(RunSettings):
     head: str | None = setting(None, "last layer: linear (the seed's) or cosine (normalised; what LDAM's s=30 "
                                "assumes); unset: what --loss needs (cosine for ldam-drw, else linear)",
                                choices=("linear", "cosine"))
-    imbalance: str | None = setting(None, "remove training samples first: step:RATIO[:CLASSES], "
-                                    "exponential:RATIO or counts:N0,N1,...", choices="longtail.data.imbalance:PROFILES",
-                                    prefix_choice=True, metavar="PROFILE:ARGS")
     rebalance: str = setting("none", "oversampling or sampler (docs/imbalance.md)",
                              choices="longtail.data.rebalance:REBALANCERS")
     loss: str = setting("ce", "training loss (docs/imbalance.md)", choices="longtail.losses:LOSSES")

@@ -19,7 +19,7 @@ from longtail.models.jigsaw_classify_net import JigsawClassifyNet, JigsawClassif
 from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
 from longtail.models.resnet_cifar import CifarResNet, CifarResNetConfig
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
-from longtail.models.torchvision_models import TorchvisionConfig, build_torchvision, check_name
+from longtail.models.torchvision_models import TorchvisionConfig, build_torchvision, check_input, check_name
 from longtail.registry import Registry
 
 # arch record name -> (builder taking its config, the config dataclass with from_dict/to_dict)
@@ -110,6 +110,22 @@ def model_arch(model: str, req: ModelRequest) -> dict:
     return MODELS[family](variant, req)
 
 
+def build_model(model: str, req: ModelRequest) -> tuple[nn.Module, dict]:
+    """The untrained ``--model model`` for ``req`` and the arch record that rebuilds it; images the
+    network cannot take are refused in one line."""
+    arch = model_arch(model, req)
+    h, w = req.image_size
+    try:
+        net = build_module(arch)
+    except ValueError as e:  # e.g. images too small for SeedCNN's three pools
+        raise LongtailError(f"{e} ({w}x{h} px with padding {req.padding!r})" if arch["name"] == "SeedCNN"
+                            else f"{e} (--model {model}, {w}x{h} px)") from None
+    if arch["name"] == "torchvision":
+        check_input(net, arch["model"], (req.in_channels, h, w))
+    return net, arch
+
+
 __all__ = ["ARCHITECTURES", "MODELS", "CifarResNet", "CifarResNetConfig", "JigsawNet", "JigsawNetConfig",
-           "ModelRequest", "SeedCNN", "SeedCNNConfig", "TorchvisionConfig", "arch_record", "build_from_arch", "build_module",
+           "ModelRequest", "SeedCNN", "SeedCNNConfig", "TorchvisionConfig", "arch_record", "build_from_arch", "build_model",
+           "build_module",
            "model_arch", "split_model_name"]

@@ -35,6 +35,9 @@ class JigsawTask(RunTask):
 
     @classmethod
     def check_settings(cls, cfg: PretrainConfig) -> None:
+        if cfg.model != "seed-cnn":
+            raise LongtailError(f"jigsaw pretraining trains the seed CNN's trunk only (its layer map transfers into "
+                                f"--model seed-cnn), not {cfg.model}; --task rotation pretrains any --model")
         if cfg.jigsaw_head == "classify":
             check_permutation_count(cfg.grid, cfg.permutations)
 
