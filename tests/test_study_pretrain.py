@@ -142,15 +142,17 @@ def test_a_jigsaw_pretraining_into_another_model_is_refused_when_the_file_is_rea
     jigsaw = TINY.replace('task = "rotation"\nepochs = 1\ndata_from = "ce"', 'epochs = 1\ndata_from = "ce"')
     assert grid(_study(tmp_path, jigsaw))[0].config.task == "jigsaw"  # into the seed CNN: fine
     text = jigsaw.replace('name = "ce-rot-lt"', 'name = "ce-rot-lt"\nmodel = "resnet32"')
-    with pytest.raises(LongtailError, match="trains resnet32 from pretrain:rot-lt, a jigsaw trunk, which transfers "
-                                            "into seed-cnn only"):
+    with pytest.raises(LongtailError, match="trains resnet32 from pretrain:rot-lt, a jigsaw net of seed-cnn: they "
+                                            "share no layer"):
         _study(tmp_path, text)
+    both = text.replace('data_from = "ce"', 'data_from = "ce"\nmodel = "resnet32"')
+    assert grid(_study(tmp_path, both))[0].config.model == "resnet32"  # ResNet-32's jigsaw trunk: fine
 
 
 def test_a_pretraining_the_task_refuses_stops_the_study_before_any_run(tmp_path, tiny_data, capsys):
     text = TINY.replace('task = "rotation"\nepochs = 1\ndata_from = "all"', 'epochs = 1\ndata_from = "all"\n'
-                        'model = "resnet32"')
+                        'jigsaw_head = "classify"\npermutations = 25')
     assert _run(tmp_path, tiny_data, text) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pretrain:rot-all seed 0: jigsaw pretraining trains the seed CNN's trunk only" in err
+    assert err.count("\n") == 1 and "pretrain:rot-all seed 0: " in err and "permutations" in err, err
     assert not (tmp_path / "out" / "runs").exists()

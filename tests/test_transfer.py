@@ -451,6 +451,39 @@ def test_rotation_into_another_backbone_and_jigsaw_of_another_model_are_one_line
                              "--epochs", "1", "--quiet", "--init", str(pre / "checkpoint.pt")],
                     "(SeedCNN) shares no layer with this run's resnet32")
     assert not (tmp_path / "cls").exists()  # refused before the run folder was made
-    _one_line_error(capsys, ["pretrain", "--task", "jigsaw", "--model", "resnet32", "--data", str(folder16), "--out",
-                             str(tmp_path / "jig")], "jigsaw pretraining trains the seed CNN's trunk only")
+    _one_line_error(capsys, ["pretrain", "--task", "jigsaw", "--model", "tv:resnet18", "--data", str(folder16),
+                             "--out", str(tmp_path / "jig")],
+                    "jigsaw pretraining trains the trunk of --model seed-cnn or resnet32, not tv:resnet18")
     assert not (tmp_path / "jig").exists()
+
+
+@pytest.mark.parametrize("head", ["sinkhorn", "classify"])
+def test_a_resnet32_jigsaw_trunk_initialises_resnet32_by_name(folder16, tmp_path, head):
+    import json
+
+    pre, cls = tmp_path / "jig", tmp_path / "cls"
+    common = ["--data", str(folder16), "--model", "resnet32", "--epochs", "1", "--quiet", "--precision", "fp32",
+              "--batch-size", "16"]
+    assert main(["pretrain", "--task", "jigsaw", "--jigsaw-head", head, "--permutations", "6", "--out", str(pre),
+                 *common]) == 0
+    ckpt = load_checkpoint(pre / "checkpoint.pt")
+    assert ckpt["arch"]["name"] == "JigsawResNet" and ckpt["arch"]["permutations"] == (6 if head == "classify" else 0)
+    assert main(["train", "--out", str(cls), "--recipe", "seed", "--init", str(pre / "checkpoint.pt"),
+                 "--transfer", "freeze", *common]) == 0
+    transfer = json.loads((cls / "summary.json").read_text())["transfer"]
+    assert transfer["source_kind"] == "jigsaw" and "pretext_head" not in transfer
+    assert {r["name"]: r["status"] for r in transfer["layers"]} == {
+        "conv1": "frozen", "bn1": "frozen", "layer1": "frozen", "layer2": "frozen", "layer3": "frozen",
+        "linear": "not transferred"}
+    assert {k.split(".")[0] for k in transfer["unused"]} == {"fc2", "combine", "score"}
+    trained = load_checkpoint(cls / "checkpoint.pt")["model"]
+    for key in ("conv1.weight", "layer1.0.conv1.weight", "layer3.4.conv2.weight", "bn1.weight"):
+        assert torch.equal(trained[key], ckpt["model"][key]), key
+
+
+def test_a_resnet32_jigsaw_trunk_into_the_seed_cnn_is_refused(tmp_path):
+    from longtail.models import JigsawResNet
+
+    path = _save_run_checkpoint(tmp_path / "jr.pt", "jigsaw", "JigsawResNet", JigsawResNet())
+    with pytest.raises(LongtailError, match="\\(JigsawResNet\\) shares no layer with this run's seed-cnn"):
+        init_from_checkpoint(SeedCNN(), path, described="seed-cnn")

@@ -60,8 +60,8 @@ class RunSettings:
                                     metavar="PROFILE:ARGS")
     model: str = setting("seed-cnn", "network: seed-cnn (the seed reports' CNN), resnet32 (He et al.'s CIFAR "
                          "ResNet, as in LDAM-DRW), or tv:NAME, any torchvision classifier by name, untrained (e.g. "
-                         "tv:resnet18; docs/models.md); pretraining: rotation trains it with a 4-way head, jigsaw "
-                         "the seed CNN's trunk", choices="longtail.models:MODELS", prefix_choice=True, metavar="NAME")
+                         "tv:resnet18; docs/models.md); pretraining: rotation trains any of them with a 4-way head, jigsaw "
+                         "the trunk of seed-cnn or resnet32", choices="longtail.models:MODELS", prefix_choice=True, metavar="NAME")
     threads: int | None = setting(None, "CPU threads for this process (under torchrun: default, an equal share "
                                   "of the cores)", low=1, high=4096, neutral=True)
     checkpoint_every: int | None = setting(None, "also checkpoint every N steps (epochs always end with one)",
@@ -110,9 +110,12 @@ class TrainConfig(RunSettings):
     loss: str = setting("ce", "training loss (docs/imbalance.md)", choices="longtail.losses:LOSSES")
     loss_params: dict = setting(help="extra loss parameter KEY=VALUE (repeatable), e.g. gamma=2",
                                 default_factory=dict)
-    init: str | None = setting(None, "initialise from a run's DIR/checkpoint.pt: a jigsaw pretraining run (into "
-                               "seed-cnn, by its layer map) or a classifier run (every tensor of the same name and "
-                               "shape)", metavar="CHECKPOINT")
+    init: str | None = setting(None, "initialise from a run's DIR/checkpoint.pt: a jigsaw pretraining run (a "
+                               "seed-cnn trunk by its layer map, a resnet32 trunk by name), a rotation pretraining "
+                               "run of the same --model (every tensor of the same name and shape but the 4-way head) "
+                               "or a classifier run (every tensor of the same name and shape); in a study, "
+                               "'pretrain' or 'pretrain:NAME' is that seed's run of the study's [pretrain] or "
+                               "[pretrain.NAME] table", metavar="CHECKPOINT")
     transfer: str = setting("finetune", "with --init: fine-tune every layer, or freeze the transferred ones",
                             choices=("finetune", "freeze"))
     transfer_lr_scale: float = setting(1.0, "with --init and finetune: the transferred layers' learning rate as a "
@@ -120,7 +123,7 @@ class TrainConfig(RunSettings):
     # Not a choices list: the names are the chosen model's top-level layers, checked when the
     # settings are resolved (longtail.transfer.check_transfer_layers).
     transfer_layers: list[str] | None = setting(None, "with --init: the top-level layers to copy, comma-separated "
-                                                "(default: all; from a jigsaw checkpoint some of conv1, conv2, "
+                                                "(default: all; from a seed-cnn jigsaw checkpoint some of conv1, conv2, "
                                                 "conv3, fc1)")
     sync_bn: bool = setting(False, "under torchrun on GPUs: synchronise BatchNorm statistics across processes")
 

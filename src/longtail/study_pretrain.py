@@ -133,14 +133,11 @@ def check_arm_inits(pretrainings: dict[str, Pretraining], defaults: dict, arms: 
             raise LongtailError(f"{where} has init = \"{init}\" but the file has no {table} table{have}")
         p = pretrainings[init]
         settings = {**pretrain_defaults, **p.settings()}
-        task, source_model = settings["task"], settings["model"]
+        # every pretext net's trunk has the layers of the model it was pretrained as, and only those
         model = values.get("model", train_defaults["model"])
-        if task == "jigsaw" and model.partition(":")[0] != "seed-cnn":
-            raise LongtailError(f"{where} trains {model} from {init}, a jigsaw trunk, which transfers into seed-cnn "
-                                "only")
-        if task != "jigsaw" and model != source_model:
-            raise LongtailError(f"{where} trains {model} from {init}, a {task} net of {source_model}: they share "
-                                f"no layer (set model = \"{model}\" in the pretraining)")
+        if model != settings["model"]:
+            raise LongtailError(f"{where} trains {model} from {init}, a {settings['task']} net of "
+                                f"{settings['model']}: they share no layer (set model = \"{model}\" in the pretraining)")
 
 
 def is_pretraining_ref(init: Any) -> bool:

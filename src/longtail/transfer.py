@@ -2,11 +2,13 @@
 
 Three kinds of source:
 
-* a jigsaw pretraining checkpoint (either head: ``sinkhorn`` or ``classify``), into the seed CNN,
-  by an explicit layer map (the seed report's table 2): conv1, conv2, conv3 and fc1 (1024 -> 64)
-  carry over (or a chosen subset of them); BatchNorm is not transferred (the jigsaw net normalizes
-  un-pooled tile features, the classifier pooled image features) and neither is the last layer
-  (puzzle scores vs classes);
+* a jigsaw pretraining checkpoint of the seed CNN's trunk (either head: ``sinkhorn`` or
+  ``classify``), into the seed CNN, by an explicit layer map (the seed report's table 2): conv1,
+  conv2, conv3 and fc1 (1024 -> 64) carry over (or a chosen subset of them); BatchNorm is not
+  transferred (the jigsaw net normalizes un-pooled tile features, the classifier pooled image
+  features) and neither is the last layer (puzzle scores vs classes); a jigsaw checkpoint of
+  ResNet-32's trunk (JigsawResNet) into ResNet-32, by name and shape: every layer but the
+  classifier's, which the jigsaw net does not have;
 * a rotation pretraining checkpoint, into the same ``--model``: its net is a whole-image
   classifier with a 4-way head, so every tensor whose name and shape match is copied except that
   head's (rotations are not classes, even for a 4-class dataset);
@@ -38,6 +40,7 @@ from longtail.runs import load_checkpoint
 LAYER_MAP: Registry[str] = Registry("transfer layer", {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1"})
 SOURCE_KINDS = ("jigsaw", "rotation", "classifier")
 JIGSAW_ARCHS = ("JigsawNet", "JigsawClassifyNet")  # one trunk, two heads: the layer map fits both
+NAMED_JIGSAW_ARCHS = ("JigsawResNet",)  # trunks with the classifier's own layer names: copied by name
 SHOWN = 5  # tensors named per line of the printed "not copied" / "unused" lists
 
 
@@ -49,7 +52,7 @@ def init_from_checkpoint(model: nn.Module, checkpoint_path: str | Path, freeze: 
     path = Path(checkpoint_path)
     ckpt = load_checkpoint(path)
     kind = check_source(ckpt, path, isinstance(model, SeedCNN), described)
-    if kind == "jigsaw":
+    if uses_layer_map(ckpt):
         return _from_jigsaw(model, ckpt, path, freeze, layers)
     skip = pretext_head(ckpt, path) if kind == "rotation" else None
     return init_by_name(model, ckpt, path, freeze, layers, described, skip=skip)
@@ -63,10 +66,17 @@ def check_source(ckpt: dict, path: Path, into_seed_cnn: bool, described: str) ->
         described_ckpt = f"a {kind} checkpoint" if kind else "not a run's checkpoint"
         raise LongtailError(f"--init {path} is {described_ckpt}; give the checkpoint.pt of a `longtail pretrain` "
                             "run (jigsaw or rotation) or of a `longtail train` run")
-    if kind == "jigsaw" and (arch not in JIGSAW_ARCHS or not into_seed_cnn):
+    if kind == "jigsaw" and arch not in (*JIGSAW_ARCHS, *NAMED_JIGSAW_ARCHS):
+        raise LongtailError(f"--init {path} is a jigsaw checkpoint of an unknown net ({arch})")
+    if kind == "jigsaw" and arch in JIGSAW_ARCHS and not into_seed_cnn:
         raise LongtailError(f"--init {path} is a jigsaw checkpoint ({arch}); its trunk transfers into --model "
                             f"seed-cnn only (the layer map conv1..fc1), not into {described}")
     return kind
+
+
+def uses_layer_map(ckpt: dict) -> bool:
+    """A jigsaw checkpoint of the seed CNN's trunk, whose layers move by :data:`LAYER_MAP`."""
+    return ckpt.get("kind") == "jigsaw" and (ckpt.get("arch") or {}).get("name") in JIGSAW_ARCHS
 
 
 def pretext_head(ckpt: dict, path: Path) -> str:
@@ -89,7 +99,7 @@ def check_init(checkpoint_path: str | Path, into_seed_cnn: bool, layers: list[st
     path = Path(checkpoint_path)
     ckpt = load_checkpoint(path)
     kind = check_source(ckpt, path, into_seed_cnn, described)
-    if kind == "jigsaw":
+    if uses_layer_map(ckpt):
         transferred_layers(layers)
     elif kind == "rotation":
         pretext_head(ckpt, path)

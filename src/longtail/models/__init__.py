@@ -17,6 +17,7 @@ from torch import nn
 from longtail.errors import LongtailError
 from longtail.models.jigsaw_classify_net import JigsawClassifyNet, JigsawClassifyNetConfig
 from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
+from longtail.models.jigsaw_resnet import JigsawResNet, JigsawResNetConfig
 from longtail.models.resnet_cifar import CifarResNet, CifarResNetConfig
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
 from longtail.models.torchvision_models import TorchvisionConfig, build_torchvision, check_input, check_name
@@ -27,6 +28,7 @@ ARCHITECTURES: Registry[tuple[Callable[..., nn.Module], type]] = Registry("archi
     "SeedCNN": (SeedCNN, SeedCNNConfig),
     "JigsawNet": (JigsawNet, JigsawNetConfig),
     "JigsawClassifyNet": (JigsawClassifyNet, JigsawClassifyNetConfig),
+    "JigsawResNet": (JigsawResNet, JigsawResNetConfig),
     "CifarResNet": (CifarResNet, CifarResNetConfig),
     "torchvision": (build_torchvision, TorchvisionConfig),
 })
@@ -125,7 +127,8 @@ def build_model(model: str, req: ModelRequest) -> tuple[nn.Module, dict]:
     return net, arch
 
 
-__all__ = ["ARCHITECTURES", "MODELS", "CifarResNet", "CifarResNetConfig", "JigsawNet", "JigsawNetConfig",
+__all__ = ["ARCHITECTURES", "MODELS", "CifarResNet", "CifarResNetConfig", "JigsawClassifyNet",
+           "JigsawClassifyNetConfig", "JigsawNet", "JigsawNetConfig", "JigsawResNet", "JigsawResNetConfig",
            "ModelRequest", "SeedCNN", "SeedCNNConfig", "TorchvisionConfig", "arch_record", "build_from_arch", "build_model",
            "build_module",
            "model_arch", "split_model_name"]

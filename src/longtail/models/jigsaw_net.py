@@ -81,11 +81,17 @@ class JigsawNet(nn.Module):
 
     def puzzle_features(self, tiles: torch.Tensor) -> torch.Tensor:
         """(N, g*g, C, h, w) shuffled tiles -> (N, head_hidden): every tile's trunk features, combined."""
-        n, k = tiles.shape[:2]
-        if k != self.config.tiles:
-            raise LongtailError(f"this net solves {self.config.grid}x{self.config.grid} puzzles "
-                                f"({self.config.tiles} tiles), got {k} tiles")
-        # All tiles of the batch go through the trunk as one batch: one big conv, not g*g small ones.
-        flat = tiles.reshape(n * k, *tiles.shape[2:]).contiguous(memory_format=torch.channels_last)
-        features = self.trunk(flat).reshape(n, k * self.config.tile_features)
-        return F.relu(self.combine(features))
+        return puzzle_features(self, tiles)
+
+
+def puzzle_features(net: nn.Module, tiles: torch.Tensor) -> torch.Tensor:
+    """What every jigsaw net does with its tile trunk: (N, g*g, C, h, w) shuffled tiles -> each
+    tile's ``net.trunk`` features, concatenated in shuffled order -> ``net.combine`` -> (N, head_hidden)."""
+    config = net.config
+    n, k = tiles.shape[:2]
+    if k != config.tiles:
+        raise LongtailError(f"this net solves {config.grid}x{config.grid} puzzles ({config.tiles} tiles), got {k} tiles")
+    # All tiles of the batch go through the trunk as one batch: one big conv, not g*g small ones.
+    flat = tiles.reshape(n * k, *tiles.shape[2:]).contiguous(memory_format=torch.channels_last)
+    features = net.trunk(flat).reshape(n, k * config.tile_features)
+    return F.relu(net.combine(features))
