@@ -156,3 +156,40 @@ def test_a_pretraining_the_task_refuses_stops_the_study_before_any_run(tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pretrain:rot-all seed 0: " in err and "permutations" in err, err
     assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize("name, model", [("ssp-long-tail", "seed-cnn"), ("ssp-long-tail-resnet32", "resnet32")])
+def test_the_long_tail_ssp_presets(tmp_path, name, model):
+    from pathlib import Path
+
+    study = load_study(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml", out=tmp_path)
+    assert study.seeds == [0, 1, 2] and study.baseline == "ce"
+    pretrained = {f"{loss}-{p}": loss for loss in ("ce", "balanced-softmax")
+                  for p in ("rotation-lt", "jigsaw-lt", "rotation-all")}
+    assert [a for a, _ in study.arms] == ["ce", *list(pretrained)[:3], "balanced-softmax", *list(pretrained)[3:]]
+    assert {a: b for a, b in study.baselines.items() if a in pretrained} == pretrained  # each with its twin
+    cells = grid(study)
+    train = [c for c in cells if c.kind == "train"]
+    assert {(c.config.model, c.config.recipe, c.config.epochs, c.config.label_smoothing, c.config.imbalance)
+            for c in train} == {(model, "fast", 20, 0.0, "exponential:100")}
+    pre = {c.arm: c.config for c in cells if c.kind == "pretrain" and c.seed == 0}
+    assert {k: (p.task, p.model, p.imbalance, p.recipe) for k, p in pre.items()} == {
+        "pretrain:rotation-lt": ("rotation", model, "exponential:100", "improved"),
+        "pretrain:jigsaw-lt": ("jigsaw", model, "exponential:100", "improved"),
+        "pretrain:rotation-all": ("rotation", model, None, "improved")}
+    by_arm = {c.arm: c for c in train if c.seed == 1}
+    assert by_arm["balanced-softmax-jigsaw-lt"].needs == "pretrain:jigsaw-lt"
+    assert by_arm["ce-rotation-all"].config.init == str(tmp_path / "pretrain" / "rotation-all" / "seed-1" /
+                                                        "checkpoint.pt")
+
+
+def test_the_balanced_ssp_preset(tmp_path):
+    from pathlib import Path
+
+    study = load_study(Path(__file__).resolve().parents[1] / "configs" / "ssp-balanced.toml", out=tmp_path)
+    cells = grid(study)
+    assert [a for a, _ in study.arms] == ["random-init", "rotation-init", "jigsaw-init"]
+    assert {c.config.imbalance for c in cells} == {None} and study.seeds == [0, 1, 2]
+    assert {c.config.epochs for c in cells if c.kind == "train"} == {20}
+    assert {c.arm: c.config.task for c in cells if c.kind == "pretrain"} == {"pretrain:rotation": "rotation",
+                                                                            "pretrain:jigsaw": "jigsaw"}
