@@ -193,3 +193,17 @@ def test_the_balanced_ssp_preset(tmp_path):
     assert {c.config.epochs for c in cells if c.kind == "train"} == {20}
     assert {c.arm: c.config.task for c in cells if c.kind == "pretrain"} == {"pretrain:rotation": "rotation",
                                                                             "pretrain:jigsaw": "jigsaw"}
+
+
+def test_a_single_pretrain_study_made_before_these_settings_existed_still_resumes(tmp_path, tiny_data):
+    """Its pretraining's config.json has no imbalance or model (PretrainConfig lacked them): they
+    match while they have their defaults, so the finished study is reused, not refused."""
+    text = (TINY.split("[pretrain.rot-lt]")[0].replace("pretrain:rot-lt", "pretrain")
+            + '[pretrain]\ntask = "rotation"\nepochs = 1\n')
+    assert _run(tmp_path, tiny_data, text) == 0
+    folder = tmp_path / "out" / "pretrain" / "seed-0"
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in ("imbalance", "model")}))
+    summary = (folder / "summary.json").read_text()
+    assert _run(tmp_path, tiny_data, text) == 0
+    assert (folder / "summary.json").read_text() == summary
