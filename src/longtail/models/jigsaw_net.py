@@ -12,18 +12,19 @@ has after SeedCNN's three, which is why fc1 fits both.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from longtail.errors import LongtailError
+from longtail.models.arch_config import ArchConfig
 from longtail.models.seed_cnn import conv_out, conv_relu_pool
 
 
 @dataclass(frozen=True)
-class JigsawNetConfig:
+class JigsawNetConfig(ArchConfig):
     in_channels: int = 3
     grid: int = 2
     tile_size: tuple[int, int] = (16, 16)  # (height, width)
@@ -35,16 +36,6 @@ class JigsawNetConfig:
     @property
     def tiles(self) -> int:
         return self.grid * self.grid
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["tile_size"] = list(self.tile_size)
-        d["width"] = list(self.width)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> JigsawNetConfig:
-        return cls(**{**d, "tile_size": tuple(d["tile_size"]), "width": tuple(d["width"])})
 
 
 class JigsawNet(nn.Module):

@@ -10,18 +10,19 @@ concatenated -> combine -> either (g*g) x (g*g) tile->position scores for Sinkho
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from longtail.models.arch_config import ArchConfig
 from longtail.models.jigsaw_net import puzzle_features
 from longtail.models.resnet_cifar import CifarResNet, CifarResNetConfig
 
 
 @dataclass(frozen=True)
-class JigsawResNetConfig:
+class JigsawResNetConfig(ArchConfig):
     in_channels: int = 3
     grid: int = 2
     tile_size: tuple[int, int] = (16, 16)  # (height, width); recorded, the trunk takes any size
@@ -34,16 +35,6 @@ class JigsawResNetConfig:
     @property
     def tiles(self) -> int:
         return self.grid * self.grid
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["tile_size"] = list(self.tile_size)
-        d["widths"] = list(self.widths)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> JigsawResNetConfig:
-        return cls(**{**d, "tile_size": tuple(d["tile_size"]), "widths": tuple(d["widths"])})
 
 
 class JigsawResNet(CifarResNet):
