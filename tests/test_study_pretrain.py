@@ -51,19 +51,22 @@ def _study(tmp_path, text: str, **kw):
     return load_study(tmp_path / "s.toml", data="x", out=tmp_path / "out", **kw)
 
 
-def _run(tmp_path, data, text: str) -> int:
+def _run(tmp_path, data, text: str, *extra: str) -> int:
     (tmp_path / "s.toml").write_text(text)
-    return main(["study", str(tmp_path / "s.toml"), "--data", str(data), "--out", str(tmp_path / "out"), "--quiet"])
+    return main(["study", str(tmp_path / "s.toml"), "--data", str(data), "--out", str(tmp_path / "out"), "--quiet",
+                 *extra])
 
 
 def _summary(path) -> dict:
     return json.loads((path / "summary.json").read_text())
 
 
-def test_a_pretraining_on_an_arms_data_keeps_exactly_its_training_images(tmp_path, tiny_data):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_pretraining_on_an_arms_data_keeps_exactly_its_training_images(tmp_path, tiny_data, workers):
     """data_from = "ce": the same kept indices as the arm (imbalance drawn with the same seed, after
-    the same limit_train and validation hold-out); "all": the whole training split."""
-    assert _run(tmp_path, tiny_data, TINY) == 0
+    the same limit_train and validation hold-out); "all": the whole training split. With workers,
+    the arm started from rot-lt waits for it."""
+    assert _run(tmp_path, tiny_data, TINY, "--workers", workers) == 0
     out = tmp_path / "out"
     arm, lt, everything = (_summary(out / "runs" / "ce" / "seed-0"), _summary(out / "pretrain" / "rot-lt" / "seed-0"),
                            _summary(out / "pretrain" / "rot-all" / "seed-0"))
