@@ -206,7 +206,8 @@ def test_a_single_pretrain_study_made_before_these_settings_existed_still_resume
     assert _run(tmp_path, tiny_data, text) == 0
     folder = tmp_path / "out" / "pretrain" / "seed-0"
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in ("imbalance", "model")}))
+    older = {k: v for k, v in config.items() if k not in ("imbalance", "model")}
+    (folder / "config.json").write_text(json.dumps(older))
     summary = (folder / "summary.json").read_text()
     assert _run(tmp_path, tiny_data, text) == 0
     assert (folder / "summary.json").read_text() == summary

@@ -363,7 +363,8 @@ def test_classifier_init_end_to_end_with_lr_scale(folder, tmp_path):
 
 
 def _save_run_checkpoint(path, kind, arch_name, net):
-    save_checkpoint(path, {"kind": kind, "arch": {"name": arch_name, **net.config.to_dict()}, "model": net.state_dict()})
+    arch = {"name": arch_name, **net.config.to_dict()}
+    save_checkpoint(path, {"kind": kind, "arch": arch, "model": net.state_dict()})
     return path
 
 

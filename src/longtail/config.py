@@ -60,8 +60,9 @@ class RunSettings:
                                     metavar="PROFILE:ARGS")
     model: str = setting("seed-cnn", "network: seed-cnn (the seed reports' CNN), resnet32 (He et al.'s CIFAR "
                          "ResNet, as in LDAM-DRW), or tv:NAME, any torchvision classifier by name, untrained (e.g. "
-                         "tv:resnet18; docs/models.md); pretraining: rotation trains any of them with a 4-way head, jigsaw "
-                         "the trunk of seed-cnn or resnet32", choices="longtail.models:MODELS", prefix_choice=True, metavar="NAME")
+                         "tv:resnet18; docs/models.md); pretraining: rotation trains any of them with a 4-way "
+                         "head, jigsaw the trunk of seed-cnn or resnet32", choices="longtail.models:MODELS",
+                         prefix_choice=True, metavar="NAME")
     threads: int | None = setting(None, "CPU threads for this process (under torchrun: default, an equal share "
                                   "of the cores)", low=1, high=4096, neutral=True)
     checkpoint_every: int | None = setting(None, "also checkpoint every N steps (epochs always end with one)",
@@ -123,8 +124,8 @@ class TrainConfig(RunSettings):
     # Not a choices list: the names are the chosen model's top-level layers, checked when the
     # settings are resolved (longtail.transfer.check_transfer_layers).
     transfer_layers: list[str] | None = setting(None, "with --init: the top-level layers to copy, comma-separated "
-                                                "(default: all; from a seed-cnn jigsaw checkpoint some of conv1, conv2, "
-                                                "conv3, fc1)")
+                                                "(default: all; from a seed-cnn jigsaw checkpoint some of conv1, "
+                                                "conv2, conv3, fc1)")
     sync_bn: bool = setting(False, "under torchrun on GPUs: synchronise BatchNorm statistics across processes")
 
     # --- long-tail benchmark (Cao et al. 2019 / Kang et al. 2020 / MiSLAS): DRS and calibration ---

@@ -19,8 +19,8 @@ per-arm statistics over seeds. File format (docs/imbalance.md)::
 A single ``[pretrain]`` table (the older form) is the pretraining named "pretrain", ``init = "pretrain"``.
 
 Layout: OUT/study.json (the resolved grid), OUT/runs/<arm>/seed-<n>/, OUT/pretrain/<name>/seed-<n>/
-(OUT/pretrain/seed-<n>/ for a single [pretrain] table), OUT/aggregate.json and OUT/results.csv. Every run uses resume=True, so a rerun skips finished runs
-and continues interrupted ones.
+(OUT/pretrain/seed-<n>/ for a single [pretrain] table), OUT/aggregate.json and OUT/results.csv.
+Every run uses resume=True, so a rerun skips finished runs and continues interrupted ones.
 
 The three pieces a scheduler needs are separate: :func:`grid` (the ordered cells),
 :func:`run_cell` (one cell), :func:`collect` (statistics of whatever has finished).
@@ -70,12 +70,12 @@ class Cell:
     """One run of the grid. ``group`` keeps a pretraining run and the runs that need it together."""
 
     kind: str  # "train" or "pretrain"
-    arm: str  # a pretraining's cell: what an arm's init names it by
+    arm: str  # of a pretraining's cell: "pretrain" or "pretrain:NAME", what an arm's init names it by
     seed: int
     run_dir: Path
     config: Any  # TrainConfig or PretrainConfig
     group: tuple
-    needs: str | None = None  # a train cell started from a pretraining: its arm (that seed's run)
+    needs: str | None = None  # of a train cell started from a pretraining: that pretraining's arm
 
     @property
     def label(self) -> str:
@@ -167,7 +167,7 @@ def run_dir(study: Study, arm: str, seed: int) -> Path:
 
 def grid(study: Study) -> list[Cell]:
     """Every cell of the study in run order: seed by seed (so each finished seed is a complete
-    comparison), a seed's pretraining first, then its arms in file order."""
+    comparison), a seed's pretrainings first, then its arms in file order."""
     cells = []
     for seed in study.seeds:
         for key, p in study.pretrainings.items():

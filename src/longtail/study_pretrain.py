@@ -137,7 +137,8 @@ def check_arm_inits(pretrainings: dict[str, Pretraining], defaults: dict, arms: 
         model = values.get("model", train_defaults["model"])
         if model != settings["model"]:
             raise LongtailError(f"{where} trains {model} from {init}, a {settings['task']} net of "
-                                f"{settings['model']}: they share no layer (set model = \"{model}\" in the pretraining)")
+                                f"{settings['model']}: they share no layer (set model = \"{model}\" in the "
+                                "pretraining)")
 
 
 def is_pretraining_ref(init: Any) -> bool:

@@ -129,6 +129,5 @@ def build_model(model: str, req: ModelRequest) -> tuple[nn.Module, dict]:
 
 __all__ = ["ARCHITECTURES", "MODELS", "CifarResNet", "CifarResNetConfig", "JigsawClassifyNet",
            "JigsawClassifyNetConfig", "JigsawNet", "JigsawNetConfig", "JigsawResNet", "JigsawResNetConfig",
-           "ModelRequest", "SeedCNN", "SeedCNNConfig", "TorchvisionConfig", "arch_record", "build_from_arch", "build_model",
-           "build_module",
-           "model_arch", "split_model_name"]
+           "ModelRequest", "SeedCNN", "SeedCNNConfig", "TorchvisionConfig", "arch_record", "build_from_arch",
+           "build_model", "build_module", "model_arch", "split_model_name"]

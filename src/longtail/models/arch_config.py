@@ -12,7 +12,8 @@ class ArchConfig:
     it (every field whose default is a tuple comes back as one)."""
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+        record = asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> Any:

@@ -81,7 +81,8 @@ def puzzle_features(net: nn.Module, tiles: torch.Tensor) -> torch.Tensor:
     config = net.config
     n, k = tiles.shape[:2]
     if k != config.tiles:
-        raise LongtailError(f"this net solves {config.grid}x{config.grid} puzzles ({config.tiles} tiles), got {k} tiles")
+        raise LongtailError(f"this net solves {config.grid}x{config.grid} puzzles ({config.tiles} tiles), "
+                            f"got {k} tiles")
     # All tiles of the batch go through the trunk as one batch: one big conv, not g*g small ones.
     flat = tiles.reshape(n * k, *tiles.shape[2:]).contiguous(memory_format=torch.channels_last)
     features = net.trunk(flat).reshape(n, k * config.tile_features)
