@@ -215,7 +215,8 @@ def test_torchvision_input_checks():
 
 def test_models_registry_names():
     assert list(MODELS) == ["seed-cnn", "resnet32", "tv"]
-    assert set(ARCHITECTURES) == {"SeedCNN", "JigsawNet", "JigsawClassifyNet", "CifarResNet", "torchvision"}
+    assert set(ARCHITECTURES) == {"SeedCNN", "JigsawNet", "JigsawClassifyNet", "JigsawResNet", "CifarResNet",
+                                  "torchvision"}
 
 
 @pytest.mark.parametrize("model,arch_name", [("seed-cnn", "SeedCNN"), ("resnet32", "CifarResNet"),
@@ -407,3 +408,19 @@ def test_pretrained_end_to_end(folder, tmp_path):
     record = json.loads((out / "summary.json").read_text())["pretrained"]
     assert record == {"file": str(tmp_path / "w.pt"), "tensors_loaded": len(weights) - 2, "classifier": "linear",
                       "classifier_loaded": False}
+
+
+@pytest.mark.parametrize("permutations, out_shape", [(0, (2, 4, 4)), (7, (2, 7))])
+def test_the_resnet_jigsaw_trunk_has_resnet32s_layers_and_either_head(permutations, out_shape):
+    """Every tensor of ResNet-32 but its classifier's is in the jigsaw net under the same name and
+    shape (what --init copies by name); the head gives Sinkhorn scores or permutation logits."""
+    from longtail.models import JigsawResNet, JigsawResNetConfig
+
+    net = JigsawResNet(JigsawResNetConfig(grid=2, tile_size=(8, 8), permutations=permutations))
+    trunk = {k: v.shape for k, v in net.state_dict().items()}
+    resnet = {k: v.shape for k, v in CifarResNet().state_dict().items() if not k.startswith("linear.")}
+    assert {k: trunk[k] for k in resnet} == resnet
+    assert {k.split(".")[0] for k in trunk.keys() - resnet.keys()} == {"fc2", "combine", "score"}
+    assert net(torch.rand(2, 4, 3, 8, 8)).shape == out_shape
+    rebuilt = build_from_arch({"name": "JigsawResNet", **net.config.to_dict()})
+    assert rebuilt.config == net.config

@@ -159,6 +159,21 @@ def test_pretext_curves_are_drawn_from_pretraining_runs(tmp_path):
     assert "no pretraining run with a checkpoint.pt" in html.lower()
 
 
+def test_named_pretrainings_are_collected_and_only_jigsaw_runs_draw_the_puzzle_figures(tmp_path):
+    root = fake_study(tmp_path / "s", {"jigsaw-init": [0.7, 0.72]})
+    fake_pretraining(root / "pretrain" / "jigsaw-lt" / "seed-0")
+    rotation = root / "pretrain" / "rotation-lt" / "seed-1"
+    fake_pretraining(rotation)
+    (rotation / "config.json").write_text(json.dumps({"task": "rotation", "epochs": 3, "seed": 1}))
+    data = collect_report_data(root)
+    assert sorted(r.label for r in data.pretrain) == ["pretrain:jigsaw-lt seed 0", "pretrain:rotation-lt seed 1"]
+    assert [r.label for r in data.jigsaw_pretrain] == ["pretrain:jigsaw-lt seed 0"]
+    html = write_report(root).read_text()
+    assert (root / "figures" / "pretext.svg").exists() and "pretrain:rotation-lt" in html  # in the runs table
+    assert "pretrain:jigsaw-lt seed 0" in (root / "figures" / "pretext.svg").read_text()
+    assert "pretrain:rotation-lt" not in (root / "figures" / "pretext.svg").read_text()
+
+
 def test_a_pretraining_run_folder_gets_its_pretext_curves(tmp_path):
     fake_pretraining(tmp_path / "pre")
     html = write_report(tmp_path / "pre").read_text()

@@ -424,3 +424,18 @@ def test_a_bad_arm_baseline_is_one_line(tmp_path, arm_baseline):
     toml.write_text(f'name = "s"\n[[arms]]\nname = "c"\n[[arms]]\nname = "d"\nbaseline = {arm_baseline}\n')
     with pytest.raises(LongtailError, match="baseline .* of arm 'd'"):
         load_study(toml, data="x")
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_preset_in_configs_loads_and_every_cell_checks(tmp_path, path):
+    from longtail.study import check_cell
+
+    study = load_study(path, out=tmp_path)
+    cells = grid(study)
+    assert cells and len({c.run_dir for c in cells}) == len(cells)
+    fifty_thousand = SimpleNamespace(num_classes=10, train_labels=torch.arange(10).repeat(5000), fingerprint="f")
+    for cell in cells:
+        check_cell(cell, fifty_thousand)

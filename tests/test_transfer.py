@@ -174,6 +174,11 @@ def _resnet_checkpoint(path):
 
 
 def _other_kind_checkpoint(path):
+    save_checkpoint(path, {"kind": "colorize", "arch": {"name": "ColorNet"}, "model": {}})
+    return path
+
+
+def _unknown_rotation_net_checkpoint(path):
     save_checkpoint(path, {"kind": "rotation", "arch": {"name": "RotNet"}, "model": {}})
     return path
 
@@ -181,8 +186,9 @@ def _other_kind_checkpoint(path):
 @pytest.mark.parametrize("make,match", [
     (_resnet_checkpoint, "(CifarResNet) shares no layer with this run's seed-cnn: no tensor matches in name and "
                          "shape"),
-    (_other_kind_checkpoint, "is a rotation checkpoint; give the checkpoint.pt of a `longtail pretrain --task jigsaw` "
-                         "run or of a `longtail train` run"),
+    (_other_kind_checkpoint, "is a colorize checkpoint; give the checkpoint.pt of a `longtail pretrain` run (jigsaw "
+                             "or rotation) or of a `longtail train` run"),
+    (_unknown_rotation_net_checkpoint, "is a rotation checkpoint of a net that cannot be rebuilt (RotNet)"),
     (_jigsaw_checkpoint_from_16px_images, "cannot transfer fc1.weight: the jigsaw net has shape [64, 256], the "
                                           "classifier [64, 1024] (the trunk fits a classifier with padding 'same' "
                                           "on images twice the size of its 8x8 px tiles)"),
@@ -351,3 +357,134 @@ def test_classifier_init_end_to_end_with_lr_scale(folder, tmp_path):
     # every layer was copied whole, so the optimizer's one parameter group is the scaled one
     groups = load_checkpoint(second / "checkpoint.pt")["optimizer"]["param_groups"]
     assert [g["lr"] for g in groups] == [0.5e-3]
+
+
+# --- from every pretext task ----------------------------------------------------------------------
+
+
+def _save_run_checkpoint(path, kind, arch_name, net):
+    arch = {"name": arch_name, **net.config.to_dict()}
+    save_checkpoint(path, {"kind": kind, "arch": arch, "model": net.state_dict()})
+    return path
+
+
+def test_rotation_transfers_by_name_and_never_its_head(tmp_path, capsys):
+    """Into a 4-class classifier the rotation head fits in shape, yet rotations are not classes."""
+    torch.manual_seed(1)
+    source = SeedCNN(SeedCNNConfig(num_classes=4))
+    source.bn.running_var.uniform_(1, 2)
+    path = _save_run_checkpoint(tmp_path / "rot.pt", "rotation", "SeedCNN", source)
+    torch.manual_seed(2)
+    model = SeedCNN(SeedCNNConfig(num_classes=4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log = init_from_checkpoint(model, path, described="seed-cnn")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, (before if key.startswith("fc2.") else source.state_dict())[key]), key
+    assert log["source_kind"] == "rotation" and log["pretext_head"] == "fc2"
+    assert {r["name"]: r["status"] for r in log["layers"]} == {
+        "conv1": "transferred", "conv2": "transferred", "conv3": "transferred", "bn": "transferred",
+        "fc1": "transferred", "fc2": "not transferred"}
+    assert log["not_copied"] == [{"key": f"fc2.{p}", "reason": "fc2 scores the pretext task, not classes"}
+                                 for p in ("weight", "bias")]
+    assert "transfer: fc2    [4, 64]" in capsys.readouterr().err
+
+
+def test_a_classify_head_jigsaw_trunk_transfers_by_the_layer_map(tmp_path):
+    from longtail.models import JigsawClassifyNet, JigsawClassifyNetConfig
+
+    torch.manual_seed(1)
+    source = JigsawClassifyNet(JigsawClassifyNetConfig(permutations=24))
+    path = _save_run_checkpoint(tmp_path / "jig.pt", "jigsaw", "JigsawClassifyNet", source)
+    torch.manual_seed(2)
+    model = SeedCNN()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log = init_from_checkpoint(model, path, described="seed-cnn")
+    for key in TRANSFERRED:
+        assert torch.equal(model.state_dict()[key], source.state_dict()[key]), key
+    for key in NOT_TRANSFERRED:
+        assert torch.equal(model.state_dict()[key], before[key]), key
+    assert log["source_kind"] == "jigsaw" and log["pretrain_grid"] == 2
+
+
+def test_backbones_that_share_only_batchnorm_counters_are_refused(tmp_path):
+    """ResNet-32 and torchvision's resnet18 both have bn1.num_batches_tracked (shape []): once, that
+    alone was 'partly transferred'."""
+    from longtail.models import ModelRequest, build_model
+
+    _resnet32_run_checkpoint(tmp_path / "r.pt")
+    model, _ = build_model("tv:resnet18", ModelRequest())
+    with pytest.raises(LongtailError, match="shares no layer with this run's tv:resnet18"):
+        init_from_checkpoint(model, tmp_path / "r.pt", described="tv:resnet18")
+
+
+@pytest.fixture(scope="module")
+def folder16(tmp_path_factory):
+    from conftest import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("img16"), classes=3, per_class=12, size=16)
+
+
+@pytest.mark.parametrize("model", ["seed-cnn", "resnet32"])
+def test_rotation_pretraining_initialises_the_same_model_end_to_end(folder16, tmp_path, model):
+    import json
+
+    pre, cls = tmp_path / "rot", tmp_path / "cls"
+    common = ["--data", str(folder16), "--model", model, "--epochs", "1", "--quiet", "--precision", "fp32",
+              "--batch-size", "16"]
+    assert main(["pretrain", "--task", "rotation", "--out", str(pre), *common]) == 0
+    ckpt = load_checkpoint(pre / "checkpoint.pt")
+    assert ckpt["kind"] == "rotation" and ckpt["arch"]["num_classes"] == 4
+    assert main(["train", "--out", str(cls), "--recipe", "seed", "--init", str(pre / "checkpoint.pt"), *common]) == 0
+    transfer = json.loads((cls / "summary.json").read_text())["transfer"]
+    head = "fc2" if model == "seed-cnn" else "linear"
+    assert transfer["pretext_head"] == head and transfer["unused"] == []
+    assert {r["name"]: r["status"] for r in transfer["layers"]} == {
+        r["name"]: "not transferred" if r["name"] == head else "transferred" for r in transfer["layers"]}
+    trained = load_checkpoint(cls / "checkpoint.pt")["model"]
+    assert trained.keys() == ckpt["model"].keys()
+
+
+def test_rotation_into_another_backbone_and_jigsaw_of_another_model_are_one_line(folder16, tmp_path, capsys):
+    pre = tmp_path / "rot"
+    assert main(["pretrain", "--task", "rotation", "--data", str(folder16), "--out", str(pre), "--epochs", "1",
+                 "--quiet", "--batch-size", "16"]) == 0
+    _one_line_error(capsys, ["train", "--data", str(folder16), "--out", str(tmp_path / "cls"), "--model", "resnet32",
+                             "--epochs", "1", "--quiet", "--init", str(pre / "checkpoint.pt")],
+                    "(SeedCNN) shares no layer with this run's resnet32")
+    assert not (tmp_path / "cls").exists()  # refused before the run folder was made
+    _one_line_error(capsys, ["pretrain", "--task", "jigsaw", "--model", "tv:resnet18", "--data", str(folder16),
+                             "--out", str(tmp_path / "jig")],
+                    "jigsaw pretraining trains the trunk of --model seed-cnn or resnet32, not tv:resnet18")
+    assert not (tmp_path / "jig").exists()
+
+
+@pytest.mark.parametrize("head", ["sinkhorn", "classify"])
+def test_a_resnet32_jigsaw_trunk_initialises_resnet32_by_name(folder16, tmp_path, head):
+    import json
+
+    pre, cls = tmp_path / "jig", tmp_path / "cls"
+    common = ["--data", str(folder16), "--model", "resnet32", "--epochs", "1", "--quiet", "--precision", "fp32",
+              "--batch-size", "16"]
+    assert main(["pretrain", "--task", "jigsaw", "--jigsaw-head", head, "--permutations", "6", "--out", str(pre),
+                 *common]) == 0
+    ckpt = load_checkpoint(pre / "checkpoint.pt")
+    assert ckpt["arch"]["name"] == "JigsawResNet" and ckpt["arch"]["permutations"] == (6 if head == "classify" else 0)
+    assert main(["train", "--out", str(cls), "--recipe", "seed", "--init", str(pre / "checkpoint.pt"),
+                 "--transfer", "freeze", *common]) == 0
+    transfer = json.loads((cls / "summary.json").read_text())["transfer"]
+    assert transfer["source_kind"] == "jigsaw" and "pretext_head" not in transfer
+    assert {r["name"]: r["status"] for r in transfer["layers"]} == {
+        "conv1": "frozen", "bn1": "frozen", "layer1": "frozen", "layer2": "frozen", "layer3": "frozen",
+        "linear": "not transferred"}
+    assert {k.split(".")[0] for k in transfer["unused"]} == {"fc2", "combine", "score"}
+    trained = load_checkpoint(cls / "checkpoint.pt")["model"]
+    for key in ("conv1.weight", "layer1.0.conv1.weight", "layer3.4.conv2.weight", "bn1.weight"):
+        assert torch.equal(trained[key], ckpt["model"][key]), key
+
+
+def test_a_resnet32_jigsaw_trunk_into_the_seed_cnn_is_refused(tmp_path):
+    from longtail.models import JigsawResNet
+
+    path = _save_run_checkpoint(tmp_path / "jr.pt", "jigsaw", "JigsawResNet", JigsawResNet())
+    with pytest.raises(LongtailError, match="\\(JigsawResNet\\) shares no layer with this run's seed-cnn"):
+        init_from_checkpoint(SeedCNN(), path, described="seed-cnn")

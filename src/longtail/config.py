@@ -52,6 +52,18 @@ class RunSettings:
                                    "CIFAR-10)", low=1)
     limit_train: int | None = setting(None, "use only N training images (stratified), for quick runs", low=1)
     limit_test: int | None = setting(None, "evaluate on N test images (stratified), for quick runs", low=1)
+    # Shared by classifier and pretraining runs: with the same seed, split and limit_train both keep
+    # the same training images (summary.json's kept_indices_hash), which a study's data_from relies on.
+    imbalance: str | None = setting(None, "remove training samples first: step:RATIO[:CLASSES], "
+                                    "exponential:RATIO or counts:N0,N1,... (a pretraining run draws the same "
+                                    "images as a classifier run of the same seed; its labels stay unused)",
+                                    choices="longtail.data.imbalance:PROFILES", prefix_choice=True,
+                                    metavar="PROFILE:ARGS")
+    model: str = setting("seed-cnn", "network: seed-cnn (the seed reports' CNN), resnet32 (He et al.'s CIFAR "
+                         "ResNet, as in LDAM-DRW), or tv:NAME, any torchvision classifier by name, untrained (e.g. "
+                         "tv:resnet18; docs/models.md); pretraining: rotation trains any of them with a 4-way "
+                         "head, jigsaw the trunk of seed-cnn or resnet32", choices="longtail.models:MODELS",
+                         prefix_choice=True, metavar="NAME")
     threads: int | None = setting(None, "CPU threads for this process (under torchrun: default, an equal share "
                                   "of the cores)", low=1, high=4096, neutral=True)
     checkpoint_every: int | None = setting(None, "also checkpoint every N steps (epochs always end with one)",
@@ -89,10 +101,6 @@ class TrainConfig(RunSettings):
                           choices="longtail.config:RECIPES")
     label_smoothing: float | None = setting(None, "label smoothing of the training loss", low=0, high=1,
                                             high_open=True)
-    model: str = setting("seed-cnn", "network: seed-cnn (the seed reports' CNN), resnet32 (He et al.'s CIFAR "
-                         "ResNet, as in LDAM-DRW), or tv:NAME, any torchvision classifier by name, untrained (e.g. "
-                         "tv:resnet18; docs/models.md)", choices="longtail.models:MODELS", prefix_choice=True,
-                         metavar="NAME")
     pretrained: str | None = setting(None, "start from a state_dict file you have (e.g. torchvision's ImageNet "
                                      "weights .pth); the classifier layer is skipped when it does not fit",
                                      metavar="FILE")
@@ -100,9 +108,6 @@ class TrainConfig(RunSettings):
     head: str | None = setting(None, "last layer: linear (the seed's) or cosine (normalised; what LDAM's s=30 "
                                "assumes); unset: what --loss needs (cosine for ldam-drw, else linear)",
                                choices=("linear", "cosine"))
-    imbalance: str | None = setting(None, "remove training samples first: step:RATIO[:CLASSES], "
-                                    "exponential:RATIO or counts:N0,N1,...", choices="longtail.data.imbalance:PROFILES",
-                                    prefix_choice=True, metavar="PROFILE:ARGS")
     rebalance: str = setting("none", "oversampling or sampler (docs/imbalance.md)",
                              choices="longtail.data.rebalance:REBALANCERS")
     loss: str = setting("ce", "training loss (docs/imbalance.md)", choices="longtail.losses:LOSSES")
@@ -117,9 +122,12 @@ class TrainConfig(RunSettings):
                                  "class is at least kappa times rarer (and --remix-tau holds)", low=1)
     remix_tau: float = setting(0.5, "with --mix remix: ... and the commoner class's share of the mixed image "
                                "(lambda or 1 - lambda) is below tau", low=0, high=1)
-    init: str | None = setting(None, "initialise from a run's DIR/checkpoint.pt: a jigsaw pretraining run (into "
-                               "seed-cnn, by its layer map) or a classifier run (every tensor of the same name and "
-                               "shape); with --stage, the finished classifier run the stage starts from",
+    init: str | None = setting(None, "initialise from a run's DIR/checkpoint.pt: a jigsaw pretraining run (a "
+                               "seed-cnn trunk by its layer map, a resnet32 trunk by name), a rotation pretraining "
+                               "run of the same --model (every tensor of the same name and shape but the 4-way head) "
+                               "or a classifier run (every tensor of the same name and shape); in a study, "
+                               "'pretrain' or 'pretrain:NAME' is that seed's run of the study's [pretrain] or "
+                               "[pretrain.NAME] table; with --stage, the finished classifier run the stage starts from",
                                metavar="CHECKPOINT")
     transfer: str = setting("finetune", "with --init: fine-tune every layer, or freeze the transferred ones",
                             choices=("finetune", "freeze"))
@@ -128,8 +136,8 @@ class TrainConfig(RunSettings):
     # Not a choices list: the names are the chosen model's top-level layers, checked when the
     # settings are resolved (longtail.transfer.check_transfer_layers).
     transfer_layers: list[str] | None = setting(None, "with --init: the top-level layers to copy, comma-separated "
-                                                "(default: all; from a jigsaw checkpoint some of conv1, conv2, "
-                                                "conv3, fc1)")
+                                                "(default: all; from a seed-cnn jigsaw checkpoint some of conv1, "
+                                                "conv2, conv3, fc1)")
     sync_bn: bool = setting(False, "under torchrun on GPUs: synchronise BatchNorm statistics across processes")
 
     # --- long-tail benchmark (Cao et al. 2019 / Kang et al. 2020 / MiSLAS): DRS and calibration ---

@@ -128,6 +128,9 @@ def _train(cfg: RunSettings, task_cls: type[RunTask], folder: RunDir, ds: ImageD
         "best_epoch": state.best_epoch + 1,
         "epochs": cfg.epochs,
         **task.summary(model, test, precision, state, data),
+        # which training images the run kept (after limit_train and imbalance): equal for a classifier
+        # and the pretraining a study gives its data (data_from)
+        "kept_indices_hash": data.kept_hash,
         "n_train": int(data.train_labels.numel()),
         "n_val": int(data.val_labels.numel()),
         "n_test": int(data.test_labels.numel()),

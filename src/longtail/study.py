@@ -8,16 +8,19 @@ per-arm statistics over seeds. File format (docs/imbalance.md)::
     recipe = "seed"
     [[arms]]
     name = "balanced"            # then TrainConfig keys overriding the defaults
-    [pretrain]                   # optional: PretrainConfig keys; one pretraining run per seed
-    epochs = 10
+    [pretrain.rotation-lt]       # optional: PretrainConfig keys; one pretraining run per seed
+    task = "rotation"
+    data_from = "imbalanced"     # that arm's training images (or "all"); see study_pretrain.py
     [[arms]]
-    name = "jigsaw-init"
-    init = "pretrain"            # that seed's pretraining checkpoint
-    baseline = "balanced"        # optional: compare this arm with another than the study's baseline
+    name = "rotation-init"
+    init = "pretrain:rotation-lt"  # that seed's checkpoint of this pretraining
+    baseline = "imbalanced"      # optional: compare this arm with another than the study's baseline
 
-Layout: OUT/study.json (the resolved grid), OUT/runs/<arm>/seed-<n>/, OUT/pretrain/seed-<n>/,
-OUT/aggregate.json and OUT/results.csv. Every run uses resume=True, so a rerun skips finished runs
-and continues interrupted ones.
+A single ``[pretrain]`` table (the older form) is the pretraining named "pretrain", ``init = "pretrain"``.
+
+Layout: OUT/study.json (the resolved grid), OUT/runs/<arm>/seed-<n>/, OUT/pretrain/<name>/seed-<n>/
+(OUT/pretrain/seed-<n>/ for a single [pretrain] table), OUT/aggregate.json and OUT/results.csv.
+Every run uses resume=True, so a rerun skips finished runs and continues interrupted ones.
 
 The three pieces a scheduler needs are separate: :func:`grid` (the ordered cells),
 :func:`run_cell` (one cell), :func:`collect` (statistics of whatever has finished).
@@ -33,17 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longtail.config import PretrainConfig, TrainConfig, resolve_pretrain_config, resolve_train_config
+from longtail.config import TrainConfig, resolve_pretrain_config, resolve_train_config
 from longtail.errors import LongtailError
 from longtail.runs import RunDir, write_json
 from longtail.settings import check_mapping, load_toml, run_neutral_keys, setting_defaults
+from longtail.study_pretrain import Pretraining, check_arm_inits, parse_pretrainings
 
 STUDY_KEYS = ("name", "seeds", "baseline", "defaults", "arms", "pretrain")
 # Set per cell by the study itself; a study file that sets them is in error.
 CELL_KEYS = {"seed": "use seeds = [...] at the top of the file", "out": "runs go to OUT/runs/<arm>/seed-<n>",
              "resume": "study runs always resume", "quiet": "use --quiet"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-PRETRAIN_INIT = "pretrain"
 
 
 @dataclass
@@ -52,7 +55,7 @@ class Study:
     seeds: list[int]
     defaults: dict
     arms: list[tuple[str, dict]]
-    pretrain: dict | None
+    pretrainings: dict[str, Pretraining]  # by what an arm's init names: "pretrain" or "pretrain:NAME"
     baseline: str | None
     out: Path
     data: str
@@ -67,11 +70,12 @@ class Cell:
     """One run of the grid. ``group`` keeps a pretraining run and the runs that need it together."""
 
     kind: str  # "train" or "pretrain"
-    arm: str
+    arm: str  # of a pretraining's cell: "pretrain" or "pretrain:NAME", what an arm's init names it by
     seed: int
     run_dir: Path
     config: Any  # TrainConfig or PretrainConfig
     group: tuple
+    needs: str | None = None  # of a train cell started from a pretraining: that pretraining's arm
 
     @property
     def label(self) -> str:
@@ -137,18 +141,8 @@ def load_study(path: str | Path, *, data: str | None = None, out: str | Path | N
         if "data" in overrides:
             raise LongtailError(f"key 'data' in {where}: one study uses one dataset (set it in [defaults] or with --data)")
         arms.append((arm_name, _check_train_keys(overrides, where)))
-    pretrain = raw.get("pretrain")
-    if pretrain is not None and not isinstance(pretrain, dict):
-        raise LongtailError(f"[pretrain] in {path} must be a table")
-    if pretrain is not None:
-        for key in pretrain:
-            if key.replace("-", "_") in CELL_KEYS:
-                raise LongtailError(f"key {key!r} in [pretrain] of {path} is set by the study "
-                                    f"({CELL_KEYS[key.replace('-', '_')]})")
-        check_mapping(PretrainConfig, pretrain, f"[pretrain] of {path}")
-    for arm_name, overrides in arms:
-        if overrides.get("init") == PRETRAIN_INIT and pretrain is None:
-            raise LongtailError(f"arm {arm_name!r} of {path} has init = \"pretrain\" but the file has no [pretrain] table")
+    pretrainings = parse_pretrainings(raw.get("pretrain"), path, defaults, arms, CELL_KEYS, _name)
+    check_arm_inits(pretrainings, defaults, arms, path)
     names = [a for a, _ in arms]
     baseline = raw.get("baseline", "imbalanced" if "imbalanced" in names else None)
     if baseline is not None and baseline not in names:
@@ -161,14 +155,10 @@ def load_study(path: str | Path, *, data: str | None = None, out: str | Path | N
                  if arm_baselines.get(a, baseline) not in (None, a)}
     return Study(name=name, seeds=parse_seeds(seeds if seeds is not None else raw.get("seeds", [0, 1, 2]),
                                               "--seeds" if seeds is not None else path),
-                 defaults=defaults, arms=arms, pretrain=pretrain, baseline=baseline,
+                 defaults=defaults, arms=arms, pretrainings=pretrainings, baseline=baseline,
                  out=Path(out) if out is not None else Path("runs") / name,
                  data=data if data is not None else defaults.get("data", TrainConfig.data), source=path, quiet=quiet,
                  baselines=baselines)
-
-
-def pretrain_dir(study: Study, seed: int) -> Path:
-    return study.out / "pretrain" / f"seed-{seed}"
 
 
 def run_dir(study: Study, arm: str, seed: int) -> Path:
@@ -177,26 +167,31 @@ def run_dir(study: Study, arm: str, seed: int) -> Path:
 
 def grid(study: Study) -> list[Cell]:
     """Every cell of the study in run order: seed by seed (so each finished seed is a complete
-    comparison), a seed's pretraining first, then its arms in file order."""
+    comparison), a seed's pretrainings first, then its arms in file order."""
     cells = []
     for seed in study.seeds:
-        if study.pretrain is not None:
-            base = {**study.pretrain, "data": study.data, "seed": seed, "out": str(pretrain_dir(study, seed)),
-                    "quiet": study.quiet, "resume": True}
-            cells.append(Cell("pretrain", "pretrain", seed, pretrain_dir(study, seed),
-                              resolve_pretrain_config(base=base), ("pretrain", seed)))
+        for key, p in study.pretrainings.items():
+            folder = p.folder(study.out, seed)
+            base = {**p.settings(), "data": study.data, "seed": seed, "out": str(folder), "quiet": study.quiet,
+                    "resume": True}
+            try:
+                config = resolve_pretrain_config(base=base)
+            except LongtailError as e:
+                raise LongtailError(f"{key}: {e}") from None
+            cells.append(Cell("pretrain", key, seed, folder, config, (key, seed)))
         for arm, overrides in study.arms:
             values = {**study.defaults, **overrides, "data": study.data, "seed": seed,
                       "out": str(run_dir(study, arm, seed)), "resume": True, "quiet": study.quiet}
             group: tuple = (arm, seed)
-            if values.get("init") == PRETRAIN_INIT:
-                values["init"] = str(pretrain_dir(study, seed) / "checkpoint.pt")
-                group = ("pretrain", seed)
+            needs = values.get("init") if values.get("init") in study.pretrainings else None
+            if needs is not None:
+                values["init"] = str(study.pretrainings[needs].folder(study.out, seed) / "checkpoint.pt")
+                group = (needs, seed)
             try:
                 config = resolve_train_config(base=values)
             except LongtailError as e:
                 raise LongtailError(f"arm {arm!r}: {e}") from None
-            cells.append(Cell("train", arm, seed, run_dir(study, arm, seed), config, group))
+            cells.append(Cell("train", arm, seed, run_dir(study, arm, seed), config, group, needs))
     return cells
 
 
@@ -230,19 +225,22 @@ def check_cell(cell: Cell, dataset) -> None:
 
     cfg = cell.config
     try:
+        counts = available_counts(cfg, dataset)
+        if cfg.imbalance:
+            profile_counts(cfg.imbalance, counts)
         if cell.kind == "train":
             import torch
 
             from longtail.losses import LossContext, build_loss
 
-            if cfg.imbalance:
-                profile_counts(cfg.imbalance, available_counts(cfg, dataset))
             build_loss(cfg.loss, LossContext(torch.ones(dataset.num_classes), cfg.epochs, cfg.label_smoothing,
                                              cfg.loss_params))
-            if cfg.init and cell.group[0] != "pretrain" and not Path(cfg.init).is_file():
+            if cfg.init and cell.needs is None and not Path(cfg.init).is_file():
                 raise LongtailError(f"init checkpoint not found: {cfg.init}")
         else:
-            available_counts(cfg, dataset)
+            from longtail.tasks import PRETEXT_TASKS
+
+            PRETEXT_TASKS.get_entry(cfg.task).check_settings(cfg)
         run = RunDir(cell.run_dir)
         run.check_usable(resume=True)
         if run.config_path.exists():
@@ -266,7 +264,8 @@ def study_record(study: Study, cells: list[Cell]) -> dict:
     return {
         "name": study.name, "source": study.source, "seeds": study.seeds, "baseline": study.baseline,
         "baselines": study.baselines,
-        "data": study.data, "arms": [name for name, _ in study.arms], "pretrain": study.pretrain,
+        "data": study.data, "arms": [name for name, _ in study.arms],
+        "pretrain": {p.name: p.record() for p in study.pretrainings.values()} or None,
         "cells": [{"kind": c.kind, "arm": c.arm, "seed": c.seed, "run_dir": str(c.run_dir.relative_to(study.out)),
                    "config": dataclasses.asdict(c.config)} for c in cells],
     }
@@ -343,7 +342,7 @@ def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = pr
     thread count (for many-core CPUs, where one small-CNN run cannot use every core), then aggregate.
 
     Cells are handed out as processes come free, so no worker idles while another has a queue; a
-    seed's pretraining runs first and the arms initialised from it are queued when it finishes.
+    seed's pretrainings run first and the arms initialised from each are queued when it finishes.
     """
     import multiprocessing
     import os
@@ -351,8 +350,8 @@ def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = pr
 
     cells, dataset = start_study(study)
     pending = [c for c in cells if not RunDir(c.run_dir).finished]
-    pretraining = {c.seed for c in pending if c.kind == "pretrain"}
-    blocked = [c for c in pending if c.kind == "train" and c.group[0] == "pretrain" and c.seed in pretraining]
+    pretraining = {(c.arm, c.seed) for c in pending if c.kind == "pretrain"}
+    blocked = [c for c in pending if c.kind == "train" and (c.needs, c.seed) in pretraining]
     ready = sorted((c for c in pending if c not in blocked), key=lambda c: c.kind != "pretrain")
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
@@ -371,7 +370,7 @@ def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = pr
                     figure = f"test acc {summary['test_acc']:.4f}" if "test_acc" in summary else "pretraining done"
                     log(f"{cell.arm:<20} seed {cell.seed}  {figure}  ({seconds:.0f} s)")
                 if cell.kind == "pretrain":
-                    for dependent in [c for c in blocked if c.seed == cell.seed]:
+                    for dependent in [c for c in blocked if (c.needs, c.seed) == (cell.arm, cell.seed)]:
                         running[pool.submit(_worker_run, dependent)] = dependent
     missing = [c for c in cells if not RunDir(c.run_dir).finished]
     return (collect(study, cells)[0] if not missing else None), missing

@@ -1,18 +1,25 @@
 """``--init CHECKPOINT``: start a classifier from another run's weights.
 
-Two kinds of source:
+Three kinds of source:
 
-* a jigsaw pretraining checkpoint, into the seed CNN, by an explicit layer map (the seed report's
-  table 2): conv1, conv2, conv3 and fc1 (1024 -> 64) carry over (or a chosen subset of them);
-  BatchNorm is not transferred (the jigsaw net normalizes un-pooled tile features, the classifier
-  pooled image features) and neither is the last layer (puzzle scores vs classes);
+* a jigsaw pretraining checkpoint of the seed CNN's trunk (either head: ``sinkhorn`` or
+  ``classify``), into the seed CNN, by an explicit layer map (the seed report's table 2): conv1,
+  conv2, conv3 and fc1 (1024 -> 64) carry over (or a chosen subset of them); BatchNorm is not
+  transferred (the jigsaw net normalizes un-pooled tile features, the classifier pooled image
+  features) and neither is the last layer (puzzle scores vs classes); a jigsaw checkpoint of
+  ResNet-32's trunk (JigsawResNet) into ResNet-32, by name and shape: every layer but the
+  classifier's, which the jigsaw net does not have;
+* a rotation pretraining checkpoint, into the same ``--model``: its net is a whole-image
+  classifier with a 4-way head, so every tensor whose name and shape match is copied except that
+  head's (rotations are not classes, even for a 4-class dataset);
 * a classifier run's checkpoint, into any classifier: every tensor whose name and shape match is
   copied (weights and BatchNorm statistics alike), and the rest is listed -- typically the
   classifier layer of a run with another class count.
 
-Either way a table of the model's top-level layers goes to stderr and into summary.json
-("transfer"). ``--transfer-layers`` picks top-level layers to copy, ``--transfer freeze`` and
-``--transfer-lr-scale`` act on the layers copied whole.
+A source that shares no floating-point tensor with the model (another backbone: only BatchNorm's
+step counters would match) is refused in one line. Either way a table of the model's top-level
+layers goes to stderr and into summary.json ("transfer"). ``--transfer-layers`` picks top-level
+layers to copy, ``--transfer freeze`` and ``--transfer-lr-scale`` act on the layers copied whole.
 """
 
 from __future__ import annotations
@@ -24,27 +31,31 @@ import torch
 from torch import nn
 
 from longtail.errors import LongtailError
-from longtail.models import SeedCNN
+from longtail.models import SeedCNN, build_module
+from longtail.models.heads import classifier_layer
 from longtail.registry import Registry
 from longtail.runs import load_checkpoint
 
 # classifier layer <- jigsaw trunk layer
 LAYER_MAP: Registry[str] = Registry("transfer layer", {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc1": "fc1"})
-SOURCE_KINDS = ("jigsaw", "classifier")
+SOURCE_KINDS = ("jigsaw", "rotation", "classifier")
+JIGSAW_ARCHS = ("JigsawNet", "JigsawClassifyNet")  # one trunk, two heads: the layer map fits both
+NAMED_JIGSAW_ARCHS = ("JigsawResNet",)  # trunks with the classifier's own layer names: copied by name
 SHOWN = 5  # tensors named per line of the printed "not copied" / "unused" lists
 
 
 def init_from_checkpoint(model: nn.Module, checkpoint_path: str | Path, freeze: bool = False,
                          layers: list[str] | None = None, described: str = "model") -> dict:
     """Copy what fits of the checkpoint at ``checkpoint_path`` into ``model`` (``described`` names
-    it in messages): a jigsaw trunk by the layer map, a classifier's weights by name and shape.
-    Prints the table to stderr; returns it as a JSON-ready dict for the run's summary."""
+    it in messages): a jigsaw trunk by the layer map, a rotation net or a classifier's weights by
+    name and shape. Prints the table to stderr; returns it as a JSON-ready dict for the run's summary."""
     path = Path(checkpoint_path)
     ckpt = load_checkpoint(path)
     kind = check_source(ckpt, path, isinstance(model, SeedCNN), described)
-    if kind == "jigsaw":
+    if uses_layer_map(ckpt):
         return _from_jigsaw(model, ckpt, path, freeze, layers)
-    return init_by_name(model, ckpt, path, freeze, layers, described)
+    skip = pretext_head(ckpt, path) if kind == "rotation" else None
+    return init_by_name(model, ckpt, path, freeze, layers, described, skip=skip)
 
 
 def check_source(ckpt: dict, path: Path, into_seed_cnn: bool, described: str) -> str:
@@ -53,12 +64,32 @@ def check_source(ckpt: dict, path: Path, into_seed_cnn: bool, described: str) ->
     arch = (ckpt.get("arch") or {}).get("name")
     if kind not in SOURCE_KINDS or not isinstance(ckpt.get("model"), dict):
         described_ckpt = f"a {kind} checkpoint" if kind else "not a run's checkpoint"
-        raise LongtailError(f"--init {path} is {described_ckpt}; give the checkpoint.pt of a `longtail pretrain "
-                            "--task jigsaw` run or of a `longtail train` run")
-    if kind == "jigsaw" and (arch != "JigsawNet" or not into_seed_cnn):
+        raise LongtailError(f"--init {path} is {described_ckpt}; give the checkpoint.pt of a `longtail pretrain` "
+                            "run (jigsaw or rotation) or of a `longtail train` run")
+    if kind == "jigsaw" and arch not in (*JIGSAW_ARCHS, *NAMED_JIGSAW_ARCHS):
+        raise LongtailError(f"--init {path} is a jigsaw checkpoint of an unknown net ({arch})")
+    if kind == "jigsaw" and arch in JIGSAW_ARCHS and not into_seed_cnn:
         raise LongtailError(f"--init {path} is a jigsaw checkpoint ({arch}); its trunk transfers into --model "
                             f"seed-cnn only (the layer map conv1..fc1), not into {described}")
     return kind
+
+
+def uses_layer_map(ckpt: dict) -> bool:
+    """A jigsaw checkpoint of the seed CNN's trunk, whose layers move by :data:`LAYER_MAP`."""
+    return ckpt.get("kind") == "jigsaw" and (ckpt.get("arch") or {}).get("name") in JIGSAW_ARCHS
+
+
+def pretext_head(ckpt: dict, path: Path) -> str:
+    """The layer of a rotation checkpoint's net that scores rotations: the one part of it that is
+    not a classifier's to take. Found as a classifier's is, on a net rebuilt without memory."""
+    arch = ckpt.get("arch") or {}
+    try:
+        with torch.device("meta"):
+            net = build_module(arch)
+        return classifier_layer(net, int(arch["num_classes"]))
+    except (TypeError, ValueError, KeyError, LongtailError):
+        raise LongtailError(f"--init {path} is a rotation checkpoint of a net that cannot be rebuilt "
+                            f"({arch.get('name', 'no architecture recorded')})") from None
 
 
 def check_init(checkpoint_path: str | Path, into_seed_cnn: bool, layers: list[str] | None,
@@ -66,8 +97,12 @@ def check_init(checkpoint_path: str | Path, into_seed_cnn: bool, layers: list[st
     """What can be refused before data loads: the checkpoint is missing, unreadable, of the wrong
     kind, or ``layers`` names layers the jigsaw map does not have."""
     path = Path(checkpoint_path)
-    if check_source(load_checkpoint(path), path, into_seed_cnn, described) == "jigsaw":
+    ckpt = load_checkpoint(path)
+    kind = check_source(ckpt, path, into_seed_cnn, described)
+    if uses_layer_map(ckpt):
         transferred_layers(layers)
+    elif kind == "rotation":
+        pretext_head(ckpt, path)
 
 
 # --- jigsaw trunk -> seed CNN, by the layer map -------------------------------------------------
@@ -85,7 +120,7 @@ def init_from_jigsaw(model: SeedCNN, checkpoint_path: str | Path, freeze: bool =
     ckpt = load_checkpoint(path)
     kind = ckpt.get("kind")
     arch = ckpt.get("arch") or {}
-    if kind != "jigsaw" or arch.get("name") != "JigsawNet":
+    if kind != "jigsaw" or arch.get("name") not in JIGSAW_ARCHS:
         described = (f"a {kind} checkpoint ({arch.get('name', 'unknown architecture')})" if kind
                      else "not a pretraining checkpoint")
         raise LongtailError(f"--init {path} is {described}; "
@@ -127,7 +162,8 @@ def _from_jigsaw(model: SeedCNN, ckpt: dict, path: Path, freeze: bool, layers: l
             status, source = "not transferred", None
         rows.append({"name": name, "shape": _weight_shape(module), "status": status, "from": source})
     _print_table(rows, "jigsaw")
-    return {"checkpoint": str(path), "freeze": freeze, "pretrain_grid": arch.get("grid"), "layers": rows}
+    return {"checkpoint": str(path), "source_kind": "jigsaw", "freeze": freeze, "pretrain_grid": arch.get("grid"),
+            "layers": rows}
 
 
 def transferred_layers(layers: list[str] | None) -> list[str]:
@@ -146,10 +182,11 @@ def transferred_layers(layers: list[str] | None) -> list[str]:
 
 
 def init_by_name(model: nn.Module, ckpt: dict, path: Path, freeze: bool = False, layers: list[str] | None = None,
-                 described: str = "model") -> dict:
+                 described: str = "model", skip: str | None = None) -> dict:
     """Copy every tensor of ``ckpt["model"]`` whose name and shape match one of ``model``'s (in the
-    top-level layers ``layers``, default all); list the rest. Refuses, leaving the model untouched,
-    when nothing matches. Layers copied whole are frozen if ``freeze``."""
+    top-level layers ``layers``, default all), but none of the layer ``skip`` (a pretext task's
+    head); list the rest. Refuses, leaving the model untouched, when no floating-point tensor
+    matches. Layers copied whole are frozen if ``freeze``."""
     weights = ckpt["model"]
     source_arch = (ckpt.get("arch") or {}).get("name", "classifier")
     target = model.state_dict()
@@ -159,6 +196,8 @@ def init_by_name(model: nn.Module, ckpt: dict, path: Path, freeze: bool = False,
     for key, tensor in target.items():
         if key.split(".")[0] not in chosen:
             not_copied.append({"key": key, "reason": "not among --transfer-layers"})
+        elif skip is not None and key.startswith(skip + "."):
+            not_copied.append({"key": key, "reason": f"{skip} scores the pretext task, not classes"})
         elif key not in weights:
             not_copied.append({"key": key, "reason": "not in the checkpoint"})
         elif weights[key].shape != tensor.shape:
@@ -166,7 +205,9 @@ def init_by_name(model: nn.Module, ckpt: dict, path: Path, freeze: bool = False,
                                                      f"{list(tensor.shape)} here"})
         else:
             copied.append(key)
-    if not copied:
+    # BatchNorm's step counters (shape []) match between any two nets with a BatchNorm of the same
+    # name; copying them alone would be a transfer in name only.
+    if not any(weights[key].is_floating_point() for key in copied):
         raise LongtailError(f"--init {path} ({source_arch}) shares no layer with this run's {described}: no tensor "
                             "matches in name and shape" + (" among --transfer-layers" if layers is not None else ""))
     with torch.no_grad():
@@ -191,7 +232,8 @@ def init_by_name(model: nn.Module, ckpt: dict, path: Path, freeze: bool = False,
     _print_table(rows, source_arch)
     _print_keys("not copied", [f"{r['key']} ({r['reason']})" for r in not_copied])
     _print_keys("unused from the checkpoint", unused)
-    return {"checkpoint": str(path), "freeze": freeze, "source_arch": source_arch, "layers": rows,
+    return {"checkpoint": str(path), "source_kind": ckpt.get("kind"), "freeze": freeze, "source_arch": source_arch,
+            **({"pretext_head": skip} if skip is not None else {}), "layers": rows,
             "tensors_copied": len(copied), "not_copied": not_copied, "unused": unused}
 
 

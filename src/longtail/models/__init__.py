@@ -17,9 +17,10 @@ from torch import nn
 from longtail.errors import LongtailError
 from longtail.models.jigsaw_classify_net import JigsawClassifyNet, JigsawClassifyNetConfig
 from longtail.models.jigsaw_net import JigsawNet, JigsawNetConfig
+from longtail.models.jigsaw_resnet import JigsawResNet, JigsawResNetConfig
 from longtail.models.resnet_cifar import CifarResNet, CifarResNetConfig
 from longtail.models.seed_cnn import SeedCNN, SeedCNNConfig
-from longtail.models.torchvision_models import TorchvisionConfig, build_torchvision, check_name
+from longtail.models.torchvision_models import TorchvisionConfig, build_torchvision, check_input, check_name
 from longtail.registry import Registry
 
 # arch record name -> (builder taking its config, the config dataclass with from_dict/to_dict)
@@ -27,6 +28,7 @@ ARCHITECTURES: Registry[tuple[Callable[..., nn.Module], type]] = Registry("archi
     "SeedCNN": (SeedCNN, SeedCNNConfig),
     "JigsawNet": (JigsawNet, JigsawNetConfig),
     "JigsawClassifyNet": (JigsawClassifyNet, JigsawClassifyNetConfig),
+    "JigsawResNet": (JigsawResNet, JigsawResNetConfig),
     "CifarResNet": (CifarResNet, CifarResNetConfig),
     "torchvision": (build_torchvision, TorchvisionConfig),
 })
@@ -110,6 +112,22 @@ def model_arch(model: str, req: ModelRequest) -> dict:
     return MODELS[family](variant, req)
 
 
-__all__ = ["ARCHITECTURES", "MODELS", "CifarResNet", "CifarResNetConfig", "JigsawNet", "JigsawNetConfig",
-           "ModelRequest", "SeedCNN", "SeedCNNConfig", "TorchvisionConfig", "arch_record", "build_from_arch", "build_module",
-           "model_arch", "split_model_name"]
+def build_model(model: str, req: ModelRequest) -> tuple[nn.Module, dict]:
+    """The untrained ``--model model`` for ``req`` and the arch record that rebuilds it; images the
+    network cannot take are refused in one line."""
+    arch = model_arch(model, req)
+    h, w = req.image_size
+    try:
+        net = build_module(arch)
+    except ValueError as e:  # e.g. images too small for SeedCNN's three pools
+        raise LongtailError(f"{e} ({w}x{h} px with padding {req.padding!r})" if arch["name"] == "SeedCNN"
+                            else f"{e} (--model {model}, {w}x{h} px)") from None
+    if arch["name"] == "torchvision":
+        check_input(net, arch["model"], (req.in_channels, h, w))
+    return net, arch
+
+
+__all__ = ["ARCHITECTURES", "MODELS", "CifarResNet", "CifarResNetConfig", "JigsawClassifyNet",
+           "JigsawClassifyNetConfig", "JigsawNet", "JigsawNetConfig", "JigsawResNet", "JigsawResNetConfig",
+           "ModelRequest", "SeedCNN", "SeedCNNConfig", "TorchvisionConfig", "arch_record", "build_from_arch",
+           "build_model", "build_module", "model_arch", "split_model_name"]

@@ -12,18 +12,19 @@ has after SeedCNN's three, which is why fc1 fits both.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from longtail.errors import LongtailError
+from longtail.models.arch_config import ArchConfig
 from longtail.models.seed_cnn import conv_out, conv_relu_pool
 
 
 @dataclass(frozen=True)
-class JigsawNetConfig:
+class JigsawNetConfig(ArchConfig):
     in_channels: int = 3
     grid: int = 2
     tile_size: tuple[int, int] = (16, 16)  # (height, width)
@@ -35,16 +36,6 @@ class JigsawNetConfig:
     @property
     def tiles(self) -> int:
         return self.grid * self.grid
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["tile_size"] = list(self.tile_size)
-        d["width"] = list(self.width)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> JigsawNetConfig:
-        return cls(**{**d, "tile_size": tuple(d["tile_size"]), "width": tuple(d["width"])})
 
 
 class JigsawNet(nn.Module):
@@ -81,11 +72,18 @@ class JigsawNet(nn.Module):
 
     def puzzle_features(self, tiles: torch.Tensor) -> torch.Tensor:
         """(N, g*g, C, h, w) shuffled tiles -> (N, head_hidden): every tile's trunk features, combined."""
-        n, k = tiles.shape[:2]
-        if k != self.config.tiles:
-            raise LongtailError(f"this net solves {self.config.grid}x{self.config.grid} puzzles "
-                                f"({self.config.tiles} tiles), got {k} tiles")
-        # All tiles of the batch go through the trunk as one batch: one big conv, not g*g small ones.
-        flat = tiles.reshape(n * k, *tiles.shape[2:]).contiguous(memory_format=torch.channels_last)
-        features = self.trunk(flat).reshape(n, k * self.config.tile_features)
-        return F.relu(self.combine(features))
+        return puzzle_features(self, tiles)
+
+
+def puzzle_features(net: nn.Module, tiles: torch.Tensor) -> torch.Tensor:
+    """What every jigsaw net does with its tile trunk: (N, g*g, C, h, w) shuffled tiles -> each
+    tile's ``net.trunk`` features, concatenated in shuffled order -> ``net.combine`` -> (N, head_hidden)."""
+    config = net.config
+    n, k = tiles.shape[:2]
+    if k != config.tiles:
+        raise LongtailError(f"this net solves {config.grid}x{config.grid} puzzles ({config.tiles} tiles), "
+                            f"got {k} tiles")
+    # All tiles of the batch go through the trunk as one batch: one big conv, not g*g small ones.
+    flat = tiles.reshape(n * k, *tiles.shape[2:]).contiguous(memory_format=torch.channels_last)
+    features = net.trunk(flat).reshape(n, k * config.tile_features)
+    return F.relu(net.combine(features))

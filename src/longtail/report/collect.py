@@ -1,5 +1,6 @@
 """What a report draws, read from the run store alone: a study folder (OUT/runs/<arm>/seed-<n>/,
-optionally OUT/pretrain/seed-<n>/ and OUT/study.json) or a single run folder.
+optionally OUT/pretrain/seed-<n>/ or OUT/pretrain/<name>/seed-<n>/, and OUT/study.json) or a single
+run folder.
 
 A run folder without summary.json is kept and marked partial: its curves are drawn (dashed, labelled
 "partial") but it never enters the statistics. A run whose config.json or summary.json is unusable
@@ -84,6 +85,16 @@ class ReportData:
     @property
     def has_seed_numbers(self) -> bool:
         return any(self.seed_number(a) is not None for a in self.arms)
+
+    @property
+    def jigsaw_pretrain(self) -> list[RunRecord]:
+        """The pretraining runs the puzzles, pretext curves and pretext table show: all but those of
+        another pretext task (a rotation run has no puzzles; a config.json too damaged to say is
+        tried, and its problem noted, as before there were other tasks)."""
+        from longtail.tasks import PRETEXT_TASKS
+
+        others = tuple(t for t in PRETEXT_TASKS if t != "jigsaw")  # a tuple: a damaged task may be unhashable
+        return [r for r in self.pretrain if r.config.get("task") not in others]
 
     @property
     def partial_runs(self) -> list[RunRecord]:
@@ -310,8 +321,9 @@ def _collect_study(root: Path, note: Note) -> ReportData:
             record = read_run(path, V.shown(arm), seed, note)
             if record is not None:
                 runs.append(record)
-    pretrain = [r for seed, path in _seed_dirs(root / "pretrain", note)
-                if (r := read_run(path, "pretrain", seed, note, pretraining=True))]
+    pretrain = [r for name, folder in _pretraining_dirs(root / "pretrain", note)
+                for seed, path in _seed_dirs(folder, note)
+                if (r := read_run(path, name, seed, note, pretraining=True))]
     if not runs and not pretrain:
         raise LongtailError(f"no runs found in {V.shown(root)} (no runs/<arm>/seed-<n>/ or pretrain/seed-<n>/ "
                             "folder holds a usable run)")
@@ -319,6 +331,14 @@ def _collect_study(root: Path, note: Note) -> ReportData:
     baseline = study.get("baseline", "imbalanced" if "imbalanced" in arms else None)
     return ReportData(root, "study", V.shown(study.get("name", root.resolve().name)), arms, runs, pretrain, baseline,
                       baselines=study.get("baselines"))
+
+
+def _pretraining_dirs(folder: Path, note: Note) -> list[tuple[str, Path]]:
+    """(label, folder of seed-<n> folders): a study's single pretraining (pretrain/seed-<n>/, label
+    "pretrain") and its named ones (pretrain/<name>/seed-<n>/, label "pretrain:<name>")."""
+    named = [(f"pretrain:{V.shown(name)}", folder / name) for name in _arm_dirs(folder, note)
+             if not SEED_DIR.match(name)]
+    return [("pretrain", folder), *named]
 
 
 def padding_pairs(data: ReportData) -> list[tuple[str, str]]:

@@ -366,10 +366,11 @@ def pretext_figure(data: ReportData) -> Figure:
     fig = Figure(figsize=(11, 7), layout="constrained")
     for ax, (title, keys) in zip(fig.subplots(2, 2).ravel(), PRETEXT_PANELS):
         for k, (key, name) in enumerate(keys):
-            for run in data.pretrain:
+            for run in data.jigsaw_pretrain:
                 x, v = _series(run, key)
                 if x:
-                    tag = f"seed {run.seed}" + (" (partial)" if run.partial else "")
+                    tag = (f"seed {run.seed}" if run.arm == "pretrain" else run.label) + (" (partial)" if run.partial
+                                                                                         else "")
                     ax.plot(x, v, color=COLORS[k], linestyle="--" if run.partial else "-", marker="o", markersize=2,
                             alpha=0.9, label=literal(f"{name}, {tag}"))
             if key in SEED_PRETEXT:

@@ -231,7 +231,7 @@ def longtail_section(data: ReportData, figs: Figures) -> list[str]:
 def _puzzle_part(data: ReportData, figs: Figures, note: Callable[[str], None]) -> str:
     from longtail.report.puzzles import pretraining_run, puzzle_figure, solve_examples
 
-    run = pretraining_run(data.pretrain)
+    run = pretraining_run(data.jigsaw_pretrain)
     if run is None:
         return "<p class='note'>No pretraining run with a checkpoint.pt: no puzzles to show.</p>"
     try:
@@ -251,10 +251,10 @@ def homework03_section(data: ReportData, figs: Figures, note: Callable[[str], No
     pretraining) and table 2 (the layer map)."""
     pairs = init_pairs(data)
     has_map = any("transfer" in r.summary for r in data.runs if not r.partial)
-    if not (data.pretrain or pairs or has_map):
+    if not (data.jigsaw_pretrain or pairs or has_map):
         return []
     parts = ["<h2>Homework 03: jigsaw pretraining and transfer</h2>"]
-    if data.pretrain:
+    if data.jigsaw_pretrain:
         parts += ["<h3>Puzzles solved by the pretrained net (Homework 03, figure 1)</h3>", _puzzle_part(data, figs, note),
                   "<h3>The pretext task per epoch (Homework 03, figure 3)</h3>",
                   figs.html(F.pretext_figure(data), "pretext",

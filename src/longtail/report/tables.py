@@ -236,7 +236,7 @@ def per_class_table(data: ReportData) -> str:
 def pretext_table(data: ReportData) -> str:
     """Homework 03's jigsaw figures: the seed's best over 10 epochs beside ours (best over epochs on
     validation, and on the test set at the epoch chosen), mean +- std over finished pretraining seeds."""
-    finished = [r for r in data.pretrain if not r.partial]
+    finished = [r for r in data.jigsaw_pretrain if not r.partial]
     rows = []
     for key, name in PRETEXT_ROWS:
         # a figure may be null (validate.py allows it): not a value to average
@@ -271,7 +271,8 @@ def init_table(data: ReportData, pairs: list[tuple[str, str]]) -> str:
             rows.append(_row(escape(plain), escape(init), escape(METRIC_NAMES[metric]), mean_pm_std(arms[plain][metric]),
                              mean_pm_std(arms[init][metric]), f"{diff} (n={p['n']})", verdict,
                              seed if metric == "best_test_acc_over_epochs" else DASH))
-    head = ["random init", "jigsaw init", "metric", "random init", "jigsaw init", "jigsaw &minus; random, paired",
+    head = ["random init", "pretrained init", "metric", "random init", "pretrained init",
+            "pretrained &minus; random, paired",
             "exceeds seed noise?", "seed report"]
     return _table("init", head, rows)
 
@@ -298,10 +299,12 @@ def layer_map_tables(data: ReportData) -> str:
                      escape(str(layer.get("status"))), escape(str(layer["from"])) if layer.get("from") else DASH)
                 for layer in transfer.get("layers", [])]
         mode = "transferred layers frozen" if transfer.get("freeze") else "all layers fine-tuned"
-        parts.append(f"<p>Arms {escape(', '.join(arms))} ({mode}; from a {escape(str(transfer.get('pretrain_grid')))}"
-                     f"x{escape(str(transfer.get('pretrain_grid')))} jigsaw checkpoint, e.g. "
+        grid = transfer.get("pretrain_grid")
+        source = (f"a {grid}x{grid} jigsaw checkpoint" if grid is not None else
+                  f"a {transfer.get('source_kind') or 'classifier'} checkpoint ({transfer.get('source_arch', '?')})")
+        parts.append(f"<p>Arms {escape(', '.join(arms))} ({mode}; from {escape(source)}, e.g. "
                      f"<code>{escape(str(transfer.get('checkpoint')))}</code>):</p>")
-        parts.append(_table(f"layer-map-{n}", ["classifier layer", "weight shape", "status", "from jigsaw layer"], rows))
+        parts.append(_table(f"layer-map-{n}", ["classifier layer", "weight shape", "status", "from layer"], rows))
     return "".join(parts)
 
 

@@ -26,9 +26,9 @@ from longtail.errors import LongtailError
 from longtail.losses import LossContext, build_loss, init_output_bias
 from longtail.metrics import (accuracy, accuracy_by_class_size, accuracy_by_thirds, calibration_bins,
                               classification_report, confusion_matrix, expected_calibration_error)
-from longtail.models import ModelRequest, build_from_arch, build_module, model_arch, split_model_name
+from longtail.models import ModelRequest, build_from_arch, model_arch, split_model_name
+from longtail.models import build_model as build_net
 from longtail.models.pretrained import load_pretrained
-from longtail.models.torchvision_models import check_input
 from longtail.settings import setting_defaults
 from longtail.tasks.base import RunTask
 from longtail.tasks.mixing import MixContext, build_mix, mix_step, mixed_loss
@@ -44,16 +44,8 @@ def run_head(cfg: TrainConfig) -> str:
 def build_model(cfg: TrainConfig, ds) -> tuple[nn.Module, dict]:
     """The untrained ``--model`` for the data ``ds``, and the arch record that rebuilds it."""
     ch, h, w = ds.image_shape
-    arch = model_arch(cfg.model, ModelRequest(in_channels=ch, num_classes=ds.num_classes, image_size=(h, w),
-                                              head=run_head(cfg), padding=cfg.padding))
-    try:
-        model = build_module(arch)
-    except ValueError as e:  # e.g. images too small for SeedCNN's three pools
-        raise LongtailError(f"{e} ({w}x{h} px with padding {cfg.padding!r})" if arch["name"] == "SeedCNN"
-                            else f"{e} (--model {cfg.model}, {w}x{h} px)") from None
-    if arch["name"] == "torchvision":
-        check_input(model, arch["model"], (ch, h, w))
-    return model, arch
+    return build_net(cfg.model, ModelRequest(in_channels=ch, num_classes=ds.num_classes, image_size=(h, w),
+                                             head=run_head(cfg), padding=cfg.padding))
 
 
 @torch.no_grad()
@@ -272,7 +264,6 @@ class ClassifyTask(RunTask):
             "classes": self.classes,
             "train_class_counts": data.train_counts,
             "kept_class_counts": data.kept_counts,
-            "kept_indices_hash": data.kept_hash,
         }
         # long-tail figures (MiSLAS / Kang et al.): calibration and accuracy by training class size
         # (the kept counts: the data set's own shape, before any oversampling)

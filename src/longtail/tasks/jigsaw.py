@@ -3,6 +3,9 @@ BCE against the permutation matrix (:mod:`longtail.jigsaw`). The model is select
 validation split's whole-puzzle accuracy (Hungarian decoding); its trunk is what
 :mod:`longtail.transfer` moves into a classifier.
 
+With ``--model resnet32`` the tile trunk is ResNet-32's (:mod:`longtail.models.jigsaw_resnet`), which
+transfers into a ResNet-32 classifier by name.
+
 With ``jigsaw_head = "classify"`` the puzzle is instead a K-way classification over a fixed set of
 permutations far apart in Hamming distance (Noroozi & Favaro 2016; :mod:`longtail.jigsaw.permutations`),
 selected on permutation accuracy. The set follows from (grid, permutations, permutation_seed) and is
@@ -23,8 +26,24 @@ from longtail.errors import LongtailError
 from longtail.jigsaw.objective import JigsawObjective, PermutationClassObjective
 from longtail.jigsaw.permutations import check_permutation_count, maximal_hamming_permutations, min_pairwise_hamming
 from longtail.jigsaw.tiles import TileOptions, tile_size
-from longtail.models import JigsawClassifyNet, JigsawClassifyNetConfig, JigsawNet, JigsawNetConfig, arch_record
+from longtail.models import JigsawClassifyNetConfig, JigsawNetConfig, JigsawResNetConfig, arch_record, build_module
 from longtail.tasks.base import RunTask
+
+
+# --model -> the jigsaw net whose trunk transfers into it: the seed CNN's by the layer map,
+# ResNet-32's by name (longtail.transfer)
+JIGSAW_MODELS = ("seed-cnn", "resnet32")
+
+
+def jigsaw_arch(model: str, head: str, channels: int, grid: int, tile: tuple[int, int], permutations: int) -> dict:
+    """The arch record of the jigsaw net for ``--model model`` and ``--jigsaw-head head``."""
+    if model == "resnet32":
+        return arch_record("JigsawResNet", JigsawResNetConfig(in_channels=channels, grid=grid, tile_size=tile,
+                                                              permutations=permutations if head == "classify" else 0))
+    if head == "classify":
+        return arch_record("JigsawClassifyNet", JigsawClassifyNetConfig(in_channels=channels, grid=grid,
+                                                                        tile_size=tile, permutations=permutations))
+    return arch_record("JigsawNet", JigsawNetConfig(in_channels=channels, grid=grid, tile_size=tile))
 
 
 class JigsawTask(RunTask):
@@ -35,6 +54,9 @@ class JigsawTask(RunTask):
 
     @classmethod
     def check_settings(cls, cfg: PretrainConfig) -> None:
+        if cfg.model not in JIGSAW_MODELS:
+            raise LongtailError(f"jigsaw pretraining trains the trunk of --model {' or '.join(JIGSAW_MODELS)}, not "
+                                f"{cfg.model}; --task rotation pretrains any --model")
         if cfg.jigsaw_head == "classify":
             check_permutation_count(cfg.grid, cfg.permutations)
 
@@ -50,16 +72,11 @@ class JigsawTask(RunTask):
         if self.head == "classify":
             self.permutations = maximal_hamming_permutations(cfg.grid, cfg.permutations, cfg.permutation_seed)
             self.permutation_seed = cfg.permutation_seed
-            net_config = JigsawClassifyNetConfig(in_channels=channels, grid=cfg.grid, tile_size=tile,
-                                                 permutations=cfg.permutations)
-            self.model = JigsawClassifyNet(net_config).to(device).to(memory_format=torch.channels_last)
-            self.arch = arch_record("JigsawClassifyNet", net_config)
             self.objective = PermutationClassObjective(cfg.grid, self.permutations, options)
-            return
-        net_config = JigsawNetConfig(in_channels=channels, grid=cfg.grid, tile_size=tile)
-        self.model = JigsawNet(net_config).to(device).to(memory_format=torch.channels_last)
-        self.arch = arch_record("JigsawNet", net_config)
-        self.objective = JigsawObjective(cfg.grid, options, cfg.sinkhorn_iters, cfg.tau)
+        else:
+            self.objective = JigsawObjective(cfg.grid, options, cfg.sinkhorn_iters, cfg.tau)
+        self.arch = jigsaw_arch(cfg.model, self.head, channels, cfg.grid, tile, cfg.permutations)
+        self.model = build_module(self.arch).to(device).to(memory_format=torch.channels_last)
 
     def permutation_record(self) -> dict:
         """The permutation set of a 'classify' run (row c: the positions of class c's shuffled tiles)."""

@@ -4,8 +4,9 @@ net says which. As in the paper, all four rotations of each image go into the sa
 section 3.1: it beat drawing one rotation per image), so a batch of N images is a 4N-image step and
 there is nothing random to draw.
 
-The net is the SeedCNN with a 4-way head, so its trunk (conv1, conv2, conv3, bn, fc1) has the
-classifier's layer names and shapes: it saw whole images, not tiles, so every trunk layer fits.
+The net is the one ``--model`` names (the seed CNN by default) with a 4-way head, so everything but
+that head has the classifier's layer names and shapes: it saw whole images, not tiles, so every
+trunk layer fits, and ``--init`` copies it by name (:mod:`longtail.transfer`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from longtail.device import autocast
 from longtail.distributed import DistContext
 from longtail.engine import FitState
 from longtail.errors import LongtailError
-from longtail.models import SeedCNN, SeedCNNConfig, arch_record
+from longtail.models import ModelRequest, build_model, split_model_name
 from longtail.tasks.base import RunTask
 
 ANGLES = (0, 90, 180, 270)  # label k <-> k * 90 degrees counter-clockwise
@@ -47,17 +48,18 @@ class RotationTask(RunTask):
     # Every rank scores the whole split with the same weights, as the jigsaw task does.
     shard_eval = False
 
+    @classmethod
+    def check_settings(cls, cfg: PretrainConfig) -> None:
+        split_model_name(cfg.model)  # e.g. tv without its torchvision name
+
     def __init__(self, cfg: PretrainConfig, ds, data: PreparedData, device: torch.device, ctx: DistContext):
         channels, height, width = ds.image_shape
         if height != width:
             raise LongtailError(f"rotation pretraining needs square images, got {width}x{height} px "
                                 "(a turned image would change shape)")
-        try:
-            config = SeedCNNConfig(in_channels=channels, num_classes=len(ANGLES), image_size=(height, width))
-            self.model = SeedCNN(config).to(device).to(memory_format=torch.channels_last)
-        except ValueError as e:
-            raise LongtailError(f"{e} ({width}x{height} px for the rotation net)") from None
-        self.arch = arch_record("SeedCNN", config)
+        model, self.arch = build_model(cfg.model, ModelRequest(in_channels=channels, num_classes=len(ANGLES),
+                                                               image_size=(height, width)))
+        self.model = model.to(device).to(memory_format=torch.channels_last)
 
     def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_seed: tuple) -> torch.Tensor:
         rotated, labels = rotate_batch(x)
