@@ -332,6 +332,23 @@ def test_pretraining_runs_once_per_seed_and_initialises_its_arm(tmp_path, tiny_f
     assert "transfer" in summary
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stage_arm_starts_from_the_same_seeds_run_of_its_source_arm(tmp_path, tiny_data, workers):
+    # the decoupled classifier stage as a study arm: init = "arm:NAME" is that seed's finished run of NAME
+    text = TINY.replace("seeds = [0]", "seeds = [0, 1]") + (
+        '[[arms]]\nname = "crt"\nbaseline = "imbalanced"\ninit = "arm:imbalanced"\nstage = "crt"\n'
+        'recipe = "decouple"\nepochs = 1\n')
+    assert _run(tmp_path, text, "--workers", workers) == 0  # with workers, the stage waits for its source
+    for seed in (0, 1):
+        source = tmp_path / "out" / "runs" / "imbalanced" / f"seed-{seed}"
+        summary = json.loads((tmp_path / "out" / "runs" / "crt" / f"seed-{seed}" / "summary.json").read_text())
+        assert summary["stage"]["method"] == "crt"
+        assert Path(summary["stage"]["source"]).resolve() == source.resolve()
+        assert summary["kept_indices_hash"] == json.loads((source / "summary.json").read_text())["kept_indices_hash"]
+    aggregate = json.loads((tmp_path / "out" / "aggregate.json").read_text())
+    assert "crt" in aggregate["arms"]
+
+
 @pytest.mark.parametrize("text, message", [
     (TINY.replace("imbalance =", "imbalace ="), "unknown key 'imbalace' in arm 'imbalanced'"),
     (TINY.replace("seeds = [0]", "seed = [0]"), "unknown key 'seed' in"),
@@ -345,6 +362,9 @@ def test_pretraining_runs_once_per_seed_and_initialises_its_arm(tmp_path, tiny_f
     (TINY + '[[arms]]\nname = "a/b"\n', "must be a name"),
     ('baseline = "nope"\n' + TINY, "baseline 'nope'"),
     (TINY + 'init = "pretrain"\n', "no \\[pretrain\\] table"),
+    (TINY + 'init = "arm:imbalanced"\n', "names itself"),
+    (TINY + 'init = "arm:later"\n[[arms]]\nname = "later"\n', "names an arm after it"),
+    (TINY + 'init = "arm:nope"\n', "names no arm"),
     (TINY.replace("epochs = 1", "epochs = 0"), "epochs in .* must be >= 1"),
     ("name = 'x'\n", "at least one \\[\\[arms\\]\\]"),
 ])

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longtail.config import TrainConfig, resolve_pretrain_config, resolve_train_config
+from longtail.config import STAGE_KEEPS, TrainConfig, resolve_pretrain_config, resolve_train_config
 from longtail.errors import LongtailError
 from longtail.runs import RunDir, write_json
 from longtail.settings import check_mapping, load_toml, run_neutral_keys, setting_defaults
@@ -75,7 +75,7 @@ class Cell:
     run_dir: Path
     config: Any  # TrainConfig or PretrainConfig
     group: tuple
-    needs: str | None = None  # of a train cell started from a pretraining: that pretraining's arm
+    needs: str | None = None  # of a train cell started from a pretraining or another arm: that cell's arm
 
     @property
     def label(self) -> str:
@@ -143,6 +143,7 @@ def load_study(path: str | Path, *, data: str | None = None, out: str | Path | N
         arms.append((arm_name, _check_train_keys(overrides, where)))
     pretrainings = parse_pretrainings(raw.get("pretrain"), path, defaults, arms, CELL_KEYS, _name)
     check_arm_inits(pretrainings, defaults, arms, path)
+    check_arm_refs(defaults, arms, path)
     names = [a for a, _ in arms]
     baseline = raw.get("baseline", "imbalanced" if "imbalanced" in names else None)
     if baseline is not None and baseline not in names:
@@ -159,6 +160,27 @@ def load_study(path: str | Path, *, data: str | None = None, out: str | Path | N
                  out=Path(out) if out is not None else Path("runs") / name,
                  data=data if data is not None else defaults.get("data", TrainConfig.data), source=path, quiet=quiet,
                  baselines=baselines)
+
+
+ARM_INIT = "arm:"  # init = "arm:NAME": that seed's finished run of arm NAME (e.g. the source of a --stage)
+
+
+def arm_ref(init: Any) -> str | None:
+    """The arm an ``init = "arm:NAME"`` names, else None."""
+    return init[len(ARM_INIT):] if isinstance(init, str) and init.startswith(ARM_INIT) else None
+
+
+def check_arm_refs(defaults: dict, arms: list[tuple[str, dict]], path: str) -> None:
+    """Every ``init = "arm:NAME"`` names an arm earlier in the file: it runs first, and a chain of
+    such references cannot loop."""
+    earlier: list[str] = []
+    for arm, overrides in arms:
+        ref = arm_ref({**defaults, **overrides}.get("init"))
+        if ref is not None and ref not in earlier:
+            why = "itself" if ref == arm else "an arm after it" if any(ref == a for a, _ in arms) else "no arm"
+            raise LongtailError(f"arm {arm!r} of {path} has init = \"arm:{ref}\", which names {why}; it must name "
+                                f"an arm above it ({', '.join(earlier) or 'there is none'})")
+        earlier.append(arm)
 
 
 def run_dir(study: Study, arm: str, seed: int) -> Path:
@@ -187,6 +209,16 @@ def grid(study: Study) -> list[Cell]:
             if needs is not None:
                 values["init"] = str(study.pretrainings[needs].folder(study.out, seed) / "checkpoint.pt")
                 group = (needs, seed)
+            elif (source := arm_ref(values.get("init"))) is not None:
+                # the same seed's run of the source arm, in the source's group (shards keep them together)
+                needs, values["init"] = source, str(run_dir(study, source, seed) / "checkpoint.pt")
+                if values.get("stage", "none") != "none":
+                    # as on the command line, a stage takes its source's data and network settings
+                    # where its own arm does not set them (before that run exists, from the file)
+                    source_values = {**study.defaults, **dict(study.arms)[source]}
+                    values.update({k: source_values[k] for k in STAGE_KEEPS
+                                   if k in source_values and k not in overrides and k != "data"})
+                group = next(c.group for c in cells if c.kind == "train" and (c.arm, c.seed) == (source, seed))
             try:
                 config = resolve_train_config(base=values)
             except LongtailError as e:
@@ -350,8 +382,8 @@ def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = pr
 
     cells, dataset = start_study(study)
     pending = [c for c in cells if not RunDir(c.run_dir).finished]
-    pretraining = {(c.arm, c.seed) for c in pending if c.kind == "pretrain"}
-    blocked = [c for c in pending if c.kind == "train" and (c.needs, c.seed) in pretraining]
+    unfinished = {(c.arm, c.seed) for c in pending}  # a cell waits for the pretraining or arm it starts from
+    blocked = [c for c in pending if c.kind == "train" and (c.needs, c.seed) in unfinished]
     ready = sorted((c for c in pending if c not in blocked), key=lambda c: c.kind != "pretrain")
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
@@ -369,9 +401,8 @@ def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = pr
                 if not study.quiet:
                     figure = f"test acc {summary['test_acc']:.4f}" if "test_acc" in summary else "pretraining done"
                     log(f"{cell.arm:<20} seed {cell.seed}  {figure}  ({seconds:.0f} s)")
-                if cell.kind == "pretrain":
-                    for dependent in [c for c in blocked if (c.needs, c.seed) == (cell.arm, cell.seed)]:
-                        running[pool.submit(_worker_run, dependent)] = dependent
+                for dependent in [c for c in blocked if (c.needs, c.seed) == (cell.arm, cell.seed)]:
+                    running[pool.submit(_worker_run, dependent)] = dependent
     missing = [c for c in cells if not RunDir(c.run_dir).finished]
     return (collect(study, cells)[0] if not missing else None), missing
 
