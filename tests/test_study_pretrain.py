@@ -191,11 +191,11 @@ def test_the_balanced_ssp_preset(tmp_path):
 
     study = load_study(Path(__file__).resolve().parents[1] / "configs" / "ssp-balanced.toml", out=tmp_path)
     cells = grid(study)
-    assert [a for a, _ in study.arms] == ["random-init", "rotation-init", "jigsaw-init"]
+    assert [a for a, _ in study.arms] == ["random-init", "rotation-init"]
     assert {c.config.imbalance for c in cells} == {None} and study.seeds == [0, 1, 2]
     assert {c.config.epochs for c in cells if c.kind == "train"} == {20}
-    assert {c.arm: c.config.task for c in cells if c.kind == "pretrain"} == {"pretrain:rotation": "rotation",
-                                                                            "pretrain:jigsaw": "jigsaw"}
+    assert {c.arm: (c.config.task, c.config.epochs) for c in cells if c.kind == "pretrain"} == {
+        "pretrain:rotation": ("rotation", 5)}
 
 
 def test_a_single_pretrain_study_made_before_these_settings_existed_still_resumes(tmp_path, tiny_data):
