@@ -108,6 +108,9 @@ def main() -> None:
     ap.add_argument("--naive", action=argparse.BooleanOptionalAction, default=None,
                     help="time (a), the naive seed-CNN loop (default: only with --model seed-cnn)")
     ap.add_argument("--compile", action="store_true", help="also time (d), the model step under torch.compile")
+    ap.add_argument("--versus", metavar="MODEL", default=None,
+                    help="also time (b) and (c) of this second model in the same repeats, interleaved, and print "
+                    "the cost ratio per image (e.g. --model resnet32 --versus seed-cnn)")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for (b)-(d) (default: torch's). On a machine other jobs share, 1 thread gives "
                     "steadier figures: a 2-thread step waits for whichever thread the scheduler has set aside")
@@ -121,7 +124,8 @@ def main() -> None:
     steps = args.images // fast.batch_size
     eager = ModelStep(args.model, fast.batch_size, precision)
     compiled = ModelStep(args.model, fast.batch_size, precision, compile=True) if args.compile else None
-    a, b, c, d = [], [], [], []
+    other = ModelStep(args.versus, fast.batch_size, precision) if args.versus else None
+    a, b, c, d, vb, vc = [], [], [], [], [], []
     for r in range(args.repeats):  # interleaved, so drift in machine speed hits all alike
         c.append(eager.images_per_s(steps))
         if compiled:
@@ -129,7 +133,10 @@ def main() -> None:
         b.append(longtail_loop(args.data, args.images, ds, args.model, args.threads))
         if naive:
             a.append(naive_reference(ds.train_images[:args.images // 2], ds.train_labels[:args.images // 2]))
-        shown = {"a": a, "b": b, "c": c, "d": d}
+        if other:
+            vc.append(other.images_per_s(steps))
+            vb.append(longtail_loop(args.data, args.images, ds, args.versus, args.threads))
+        shown = {"a": a, "b": b, "c": c, "d": d, f"{args.versus} b": vb, f"{args.versus} c": vc}
         print(f"repeat {r + 1}: " + "  ".join(f"{k} {v[-1]:.0f}" for k, v in shown.items() if v) + " images/s",
               flush=True)
     ma, mb, mc, md = (statistics.median(v) if v else None for v in (a, b, c, d))
@@ -148,6 +155,11 @@ def main() -> None:
     print(f"b/c = {mb / mc:.2f}   (target >= 0.9)")
     if compiled:
         print(f"d/c = {md / mc:.2f}   (torch.compile's gain on the bare step)")
+    if other:
+        mvb, mvc = statistics.median(vb), statistics.median(vc)
+        print(f"{args.versus}: (b) loop {mvb:.0f}, (c) model step {mvc:.0f} images/s; b/c = {mvb / mvc:.2f}")
+        print(f"{args.model} costs {mvb / mb:.2f}x the time per image of {args.versus} in the loop, "
+              f"{mvc / mc:.2f}x in the bare step")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -233,6 +233,16 @@ MUTATIONS: list[Mutation] = [
     Mutation("posthoc-tau-adds-prior", "src/longtail/tasks/posthoc.py",
              "(logits - tau * prior).argmax(dim=1)", "(logits + tau * prior).argmax(dim=1)",
              ("tests/test_posthoc.py",), "the adjustment favours the head classes"),
+    Mutation("tau-norm-squares-the-norm", "src/longtail/decoupling.py",
+             "norms = weight.detach().flatten(1).norm(dim=1)", "norms = weight.detach().flatten(1).pow(2).sum(dim=1)",
+             ("tests/test_decoupling.py", "-k", "tau"), "rows divided by ||w||^(2 tau) instead of ||w||^tau"),
+    Mutation("tau-search-keeps-the-last", "src/longtail/decoupling.py",
+             "        if value > best_score:\n            best, best_score = i, value",
+             "        if value >= best_score:\n            best, best_score = i, value",
+             ("tests/test_decoupling.py", "-k", "tau"), "ties go to the larger tau"),
+    Mutation("lws-folds-without-the-bias", "src/longtail/decoupling.py",
+             "            self.layer.bias.mul_(self.scale)", "            pass",
+             ("tests/test_decoupling.py", "-k", "lws"), "folded LWS logits lose the scale on the bias"),
 ]
 
 
