@@ -40,6 +40,14 @@ def test_exponential_never_asks_more_than_a_class_has():
     assert profile_counts("exponential:4", [100, 10, 100]) == [100, 10, 25]
 
 
+def test_none_profile_keeps_every_sample():
+    assert profile_counts("none", [10, 7, 3]) == [10, 7, 3]
+    labels = torch.tensor([0, 1, 1, 2, 0])
+    assert apply_profile(labels, "none", 3, torch.Generator().manual_seed(0)).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(LongtailError, match="takes no arguments"):
+        profile_counts("none:5", [10, 10])
+
+
 def test_counts_profile_is_taken_as_given():
     assert profile_counts("counts:5,0003,1", [10, 10, 10]) == [5, 3, 1]
 

@@ -748,6 +748,26 @@ def test_the_headline_compares_with_the_next_best_arm_when_there_is_no_baseline(
         "(|mean diff| &gt; 2 x baseline std).")
 
 
+def test_the_reference_arm_sets_the_bar_and_the_headline_says_what_the_winner_wins_back(tmp_path):
+    arms = {**OWN_ARMS, "balanced": [(0.9, 0.90), (0.9, 0.92), (0.9, 0.91)]}
+    root = own_study(tmp_path / "s", arms)
+    study = json.loads((root / "study.json").read_text())
+    (root / "study.json").write_text(json.dumps({**study, "reference": "balanced"}))
+    html = write_report(root).read_text()
+    # the reference has the highest balanced acc but does not compete: ldam-drw still wins; it wins back
+    # (0.6133 - 0.51) / (0.91 - 0.51) = 0.10333 / 0.4 = 25.8% of the 0.4000 gap
+    assert _headline(html).startswith("Arm <strong>ldam-drw</strong> has the highest balanced acc")
+    assert _headline(html).endswith(
+        "It wins back 25.8% of the 0.4000 that imbalance costs its baseline (reference arm <code>balanced</code>, "
+        "0.9100 &plusmn; 0.0100: recovery = (arm &minus; baseline) / (reference &minus; baseline), means over shared "
+        "seeds).")
+    table = re.search(r"<table id='long-tail'>.*?</table>", html).group(0)
+    # focal: (0.56 - 0.51) / 0.4 = 12.5%; the baseline and the reference have none
+    assert "<th>recovery</th>" in table and "<td>25.8%</td>" in table and "<td>12.5%</td>" in table
+    assert table.count("<td>&ndash;</td></tr>") == 2
+    assert "Recovery: the share of the balanced-accuracy gap" in html
+
+
 def test_the_seed_studys_sections_stay_and_a_seed_name_alone_is_not_enough(tmp_path):
     html = write_report(fake_study(tmp_path / "seed", {"imbalanced": [0.5, 0.7], "copy": [0.55, 0.65]})).read_text()
     assert "Homework 02: the imbalance study" in html and "id='headline'" not in html

@@ -217,6 +217,28 @@ def test_noise_rule_p_value_is_paired_not_unpaired():
     assert paired_comparison({0: 0.7, 1: 0.72}, {0: 0.6, 1: 0.61})["diff_ci95"] is None  # two seeds: the 2-std rule
 
 
+def test_recovery_is_the_share_of_the_imbalance_gap_an_arm_wins_back():
+    def runs(*accs):
+        return {s: {"test_acc": a, "test_balanced_acc": a - 0.1, "per_class_acc": [a]} for s, a in enumerate(accs)}
+    # ce 0.50, 0.52; balanced 0.90, 0.92; fix 0.80, 0.84 and a third seed 0.99 that ce and balanced lack
+    summaries = {"ce": runs(0.50, 0.52), "balanced": runs(0.90, 0.92), "fix": runs(0.80, 0.84, 0.99),
+                 "worse": runs(0.41, 0.43)}
+    agg = aggregate_runs(summaries, "ce", "balanced")
+    # fix: (0.82 - 0.51) / (0.91 - 0.51) = 0.31 / 0.40 over the shared seeds 0, 1; worse: (0.42 - 0.51) / 0.40
+    assert agg["recovery"]["fix"]["test_acc"] == pytest.approx(0.775)
+    assert agg["recovery"]["fix"]["test_balanced_acc"] == pytest.approx(0.775)
+    assert agg["recovery"]["worse"]["test_acc"] == pytest.approx(-0.225)
+    assert set(agg["recovery"]) == {"fix", "worse"} and agg["reference"] == "balanced"
+    header, *rows = results_csv(agg).splitlines()
+    cells = {row.split(",")[0]: dict(zip(header.split(","), row.split(","))) for row in rows}
+    assert cells["fix"]["test_balanced_acc_recovery"] == "0.775" and cells["fix"]["reference_arm"] == "balanced"
+    assert cells["ce"]["test_acc_recovery"] == "" and cells["balanced"]["test_acc_recovery"] == ""
+    # a reference that does not beat the baseline leaves nothing to recover
+    assert aggregate_runs({**summaries, "balanced": runs(0.5, 0.5)}, "ce", "balanced")["recovery"]["fix"] == \
+        {"test_acc": None, "test_balanced_acc": None}
+    assert aggregate_runs(summaries, "ce")["recovery"] == {}
+
+
 def test_aggregate_has_the_long_tail_figures():
     """ECE from summary.json; many/medium/few and head/middle/tail accuracy from the kept counts and
     per-class recall (runs from before summary.json held them get them too)."""
@@ -349,6 +371,33 @@ def test_a_stage_arm_starts_from_the_same_seeds_run_of_its_source_arm(tmp_path, 
     assert "crt" in aggregate["arms"]
 
 
+def test_a_reference_arm_without_imbalance_gives_each_arms_recovery(tmp_path, tiny_data):
+    text = 'reference = "balanced"\n' + TINY + (
+        '[[arms]]\nname = "weighted"\nimbalance = "step:2"\nloss = "weighted"\n'
+        '[[arms]]\nname = "balanced"\nimbalance = "none"\n')
+    assert _run(tmp_path, text) == 0
+    out = tmp_path / "out"
+    runs = {arm: json.loads((out / "runs" / arm / "seed-0" / "summary.json").read_text())
+            for arm in ("imbalanced", "weighted", "balanced")}
+    assert sum(runs["balanced"]["kept_class_counts"]) > sum(runs["imbalanced"]["kept_class_counts"])
+    assert len(set(runs["balanced"]["kept_class_counts"])) == 1  # tiny_data is balanced; "none" keeps all
+    aggregate = json.loads((out / "aggregate.json").read_text())
+    assert aggregate["reference"] == "balanced" and json.loads((out / "study.json").read_text())["reference"] == "balanced"
+    base, ref, arm = (runs[a]["test_balanced_acc"] for a in ("imbalanced", "balanced", "weighted"))
+    want = (arm - base) / (ref - base) if ref > base else None
+    assert aggregate["recovery"]["weighted"]["test_balanced_acc"] == (pytest.approx(want) if want is not None else None)
+    assert set(aggregate["recovery"]) == {"weighted"}
+    # runs.csv: one row per run, its figures as summary.json has them
+    import csv
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert [(r["arm"], r["seed"]) for r in rows] == [("imbalanced", "0"), ("weighted", "0"), ("balanced", "0")]
+    for row in rows:
+        summary = runs[row["arm"]]
+        assert float(row["test_balanced_acc"]) == pytest.approx(summary["test_balanced_acc"])
+        assert float(row["test_ece"]) == pytest.approx(summary["test_ece"])
+        assert row["kept_indices_hash"] == summary["kept_indices_hash"] and int(row["best_epoch"]) == summary["best_epoch"]
+
+
 @pytest.mark.parametrize("text, message", [
     (TINY.replace("imbalance =", "imbalace ="), "unknown key 'imbalace' in arm 'imbalanced'"),
     (TINY.replace("seeds = [0]", "seed = [0]"), "unknown key 'seed' in"),
@@ -361,6 +410,9 @@ def test_a_stage_arm_starts_from_the_same_seeds_run_of_its_source_arm(tmp_path, 
     (TINY + '[[arms]]\nname = "imbalanced"\n', "two arms"),
     (TINY + '[[arms]]\nname = "a/b"\n', "must be a name"),
     ('baseline = "nope"\n' + TINY, "baseline 'nope'"),
+    ('reference = "nope"\n' + TINY, "reference 'nope' in .* is not one of its arms other than the baseline"),
+    ('reference = "imbalanced"\n' + TINY, "reference 'imbalanced' in .* other than the baseline"),
+    (TINY.replace('"step:2"', '"none:2"'), "imbalance 'none' takes no arguments"),
     (TINY + 'init = "pretrain"\n', "no \\[pretrain\\] table"),
     (TINY + 'init = "arm:imbalanced"\n', "names itself"),
     (TINY + 'init = "arm:later"\n[[arms]]\nname = "later"\n', "names an arm after it"),

@@ -19,6 +19,11 @@ with n >= 3 paired seeds, the difference exceeds the seed-to-seed noise when a t
 t-test (scipy.stats.ttest_rel) gives p < 0.05 (equivalently: its 95% interval of the mean
 difference, ``diff_ci95``, excludes 0); with n = 2, when |mean difference| > 2 x the
 baseline's standard deviation over those seeds; with n = 1 it is undetermined (null).
+
+Recovery (when the study names a ``reference`` arm, e.g. the same network and protocol on the balanced
+set): the share of what imbalance costs that an arm wins back, (arm - baseline) / (reference -
+baseline) of the means over the seeds all three share, per paired metric; null for the baseline and
+the reference themselves, and when the reference does not beat the baseline (nothing to recover).
 """
 
 from __future__ import annotations
@@ -100,9 +105,21 @@ def paired_comparison(arm: dict[int, float], baseline: dict[int, float]) -> dict
     return result
 
 
-def aggregate_runs(summaries: dict[str, dict[int, dict]], baseline: str | dict[str, str] | None) -> dict:
+def recovery(arm: dict[int, float], baseline: dict[int, float], reference: dict[int, float]) -> float | None:
+    """(arm - baseline) / (reference - baseline) of the means over the seeds all three have."""
+    seeds = set(arm) & set(baseline) & set(reference)
+    if not seeds:
+        return None
+    base = statistics.fmean(baseline[s] for s in seeds)
+    cost = statistics.fmean(reference[s] for s in seeds) - base
+    return (statistics.fmean(arm[s] for s in seeds) - base) / cost if cost > 0 else None
+
+
+def aggregate_runs(summaries: dict[str, dict[int, dict]], baseline: str | dict[str, str] | None,
+                   reference: str | None = None) -> dict:
     """``summaries[arm][seed]`` -> per-arm statistics and paired comparisons: of every other arm with
-    ``baseline`` (an arm name), or of each arm with its own (``{arm: baseline arm}``)."""
+    ``baseline`` (an arm name), or of each arm with its own (``{arm: baseline arm}``); with a
+    ``reference`` arm, each compared arm's recovery of the gap between its baseline and the reference."""
     per_run = {arm: {seed: run_metrics(s) for seed, s in runs.items()} for arm, runs in summaries.items()}
     arms = {}
     for arm, runs in per_run.items():
@@ -124,7 +141,14 @@ def aggregate_runs(summaries: dict[str, dict[int, dict]], baseline: str | dict[s
         paired[arm] = {metric: paired_comparison(
             {s: r[metric] for s, r in per_run[arm].items() if r[metric] is not None},
             {s: r[metric] for s, r in base.items() if r[metric] is not None}) for metric in PAIRED_METRICS}
-    return {"arms": arms, "baseline": baseline, "baselines": baselines, "paired": paired, "noise_rule": NOISE_RULE,
+    reference = reference if reference in per_run else None
+    recovered = {}
+    for arm, base_arm in baselines.items() if reference is not None else ():
+        if arm != reference and base_arm != reference:
+            recovered[arm] = {metric: recovery(*({s: r[metric] for s, r in per_run[a].items() if r[metric] is not None}
+                                                 for a in (arm, base_arm, reference))) for metric in PAIRED_METRICS}
+    return {"arms": arms, "baseline": baseline, "baselines": baselines, "paired": paired, "reference": reference,
+            "recovery": recovered, "noise_rule": NOISE_RULE,
             "minority_rule": MINORITY_RULE, "std": "sample standard deviation over seeds (ddof=1)"}
 
 
@@ -138,11 +162,12 @@ def _fmt(value) -> str:
 
 def results_csv(aggregate: dict) -> str:
     """One row per arm: mean and std of every metric, the paired comparison's figures, then the
-    long-tail figures' mean and std (added last, so the earlier columns keep their places)."""
+    long-tail figures' mean and std and the recovery (added last, so earlier columns keep their places)."""
     header = ["arm", "n_seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
     header += ["baseline_arm"]
     header += [f"{m}_vs_baseline_{k}" for m in PAIRED_METRICS for k in ("diff_mean", "diff_std", "p_value", "exceeds_noise")]
     header += [f"{m}_{s}" for m in LONGTAIL_METRICS for s in ("mean", "std")]
+    header += ["reference_arm"] + [f"{m}_recovery" for m in PAIRED_METRICS]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -153,5 +178,24 @@ def results_csv(aggregate: dict) -> str:
         row += [_fmt(paired.get(m, {}).get(k)) for m in PAIRED_METRICS
                 for k in ("diff_mean", "diff_std", "p_value", "exceeds_noise")]
         row += [_fmt(entry[m][s]) for m in LONGTAIL_METRICS for s in ("mean", "std")]
+        recovered = aggregate.get("recovery", {}).get(arm)
+        row += [aggregate.get("reference") or ""] + [_fmt((recovered or {}).get(m)) for m in PAIRED_METRICS]
         writer.writerow(row)
+    return buf.getvalue()
+
+
+RUN_FIELDS = ("best_epoch", "kept_indices_hash")  # from summary.json as it is, after the metrics
+
+
+def runs_csv(summaries: dict[str, dict[int, dict]]) -> str:
+    """One row per finished run (arm, seed): its figures as the aggregate sees them (run_metrics),
+    then its best epoch and the hash of its kept training images, so one rerun seed can be compared."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["arm", "seed", *METRICS, *LONGTAIL_METRICS, *RUN_FIELDS])
+    for arm, runs in summaries.items():
+        for seed in sorted(runs):
+            figures = run_metrics(runs[seed])
+            writer.writerow([arm, seed, *(_fmt(figures[m]) for m in METRICS + LONGTAIL_METRICS),
+                             *(_fmt(runs[seed].get(k)) for k in RUN_FIELDS)])
     return buf.getvalue()

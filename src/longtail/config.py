@@ -55,7 +55,7 @@ class RunSettings:
     # Shared by classifier and pretraining runs: with the same seed, split and limit_train both keep
     # the same training images (summary.json's kept_indices_hash), which a study's data_from relies on.
     imbalance: str | None = setting(None, "remove training samples first: step:RATIO[:CLASSES], "
-                                    "exponential:RATIO or counts:N0,N1,... (a pretraining run draws the same "
+                                    "exponential:RATIO, counts:N0,N1,... or none (all; a pretraining run draws the same "
                                     "images as a classifier run of the same seed; its labels stay unused)",
                                     choices="longtail.data.imbalance:PROFILES", prefix_choice=True,
                                     metavar="PROFILE:ARGS")

@@ -4,6 +4,7 @@ per-arm statistics over seeds. File format (docs/imbalance.md)::
     name = "seed-imbalance"
     seeds = [0, 1, 2]
     baseline = "imbalanced"      # optional; default: the arm named "imbalanced", if any
+    reference = "balanced"       # optional: the arm without imbalance; each arm's recovery of the gap
     [defaults]                   # TrainConfig keys shared by all arms
     recipe = "seed"
     [[arms]]
@@ -19,7 +20,8 @@ per-arm statistics over seeds. File format (docs/imbalance.md)::
 A single ``[pretrain]`` table (the older form) is the pretraining named "pretrain", ``init = "pretrain"``.
 
 Layout: OUT/study.json (the resolved grid), OUT/runs/<arm>/seed-<n>/, OUT/pretrain/<name>/seed-<n>/
-(OUT/pretrain/seed-<n>/ for a single [pretrain] table), OUT/aggregate.json and OUT/results.csv.
+(OUT/pretrain/seed-<n>/ for a single [pretrain] table), OUT/aggregate.json, OUT/results.csv (one row
+per arm) and OUT/runs.csv (one row per finished run).
 Every run uses resume=True, so a rerun skips finished runs and continues interrupted ones.
 
 The three pieces a scheduler needs are separate: :func:`grid` (the ordered cells),
@@ -42,7 +44,7 @@ from longtail.runs import RunDir, write_json
 from longtail.settings import check_mapping, load_toml, run_neutral_keys, setting_defaults
 from longtail.study_pretrain import Pretraining, check_arm_inits, parse_pretrainings
 
-STUDY_KEYS = ("name", "seeds", "baseline", "defaults", "arms", "pretrain")
+STUDY_KEYS = ("name", "seeds", "baseline", "reference", "defaults", "arms", "pretrain")
 # Set per cell by the study itself; a study file that sets them is in error.
 CELL_KEYS = {"seed": "use seeds = [...] at the top of the file", "out": "runs go to OUT/runs/<arm>/seed-<n>",
              "resume": "study runs always resume", "quiet": "use --quiet"}
@@ -63,6 +65,7 @@ class Study:
     quiet: bool = False
     # arm -> the arm it is compared with, seed by seed (its own `baseline` key, else the study's)
     baselines: dict[str, str] = dataclasses.field(default_factory=dict)
+    reference: str | None = None  # the arm whose score is "no imbalance" (aggregate.py's recovery)
 
 
 @dataclass
@@ -154,12 +157,16 @@ def load_study(path: str | Path, *, data: str | None = None, out: str | Path | N
                                 f"({', '.join(n for n in names if n != arm_name)})")
     baselines = {a: arm_baselines.get(a, baseline) for a in names
                  if arm_baselines.get(a, baseline) not in (None, a)}
+    reference = raw.get("reference")
+    if reference is not None and (reference not in names or reference == baseline):
+        raise LongtailError(f"reference {reference!r} in {path} is not one of its arms other than the baseline "
+                            f"({', '.join(n for n in names if n != baseline)})")
     return Study(name=name, seeds=parse_seeds(seeds if seeds is not None else raw.get("seeds", [0, 1, 2]),
                                               "--seeds" if seeds is not None else path),
                  defaults=defaults, arms=arms, pretrainings=pretrainings, baseline=baseline,
                  out=Path(out) if out is not None else Path("runs") / name,
                  data=data if data is not None else defaults.get("data", TrainConfig.data), source=path, quiet=quiet,
-                 baselines=baselines)
+                 baselines=baselines, reference=reference)
 
 
 ARM_INIT = "arm:"  # init = "arm:NAME": that seed's finished run of arm NAME (e.g. the source of a --stage)
@@ -295,7 +302,7 @@ def run_cell(cell: Cell, dataset) -> dict:
 def study_record(study: Study, cells: list[Cell]) -> dict:
     return {
         "name": study.name, "source": study.source, "seeds": study.seeds, "baseline": study.baseline,
-        "baselines": study.baselines,
+        "baselines": study.baselines, "reference": study.reference,
         "data": study.data, "arms": [name for name, _ in study.arms],
         "pretrain": {p.name: p.record() for p in study.pretrainings.values()} or None,
         "cells": [{"kind": c.kind, "arm": c.arm, "seed": c.seed, "run_dir": str(c.run_dir.relative_to(study.out)),
@@ -304,9 +311,9 @@ def study_record(study: Study, cells: list[Cell]) -> dict:
 
 
 def collect(study: Study, cells: list[Cell]) -> tuple[dict, list[Cell]]:
-    """Aggregate the finished runs into OUT/aggregate.json and OUT/results.csv; return the
+    """Aggregate the finished runs into OUT/aggregate.json, results.csv and runs.csv; return the
     aggregate and the cells still missing. Runs of different datasets are an error."""
-    from longtail.aggregate import aggregate_runs, results_csv
+    from longtail.aggregate import aggregate_runs, results_csv, runs_csv
     from longtail.runs import atomic_write
 
     summaries: dict[str, dict[int, dict]] = {arm: {} for arm, _ in study.arms}
@@ -325,12 +332,14 @@ def collect(study: Study, cells: list[Cell]) -> tuple[dict, list[Cell]]:
         (a, fa) = next(iter(fingerprints.items()))
         (b, fb) = next((label, f) for label, f in fingerprints.items() if f != fa)
         raise LongtailError(f"runs of different datasets in {study.out}: {a} used {str(fa)[:16]}, {b} used {str(fb)[:16]}")
-    aggregate = aggregate_runs({arm: runs for arm, runs in summaries.items() if runs}, study.baselines)
+    aggregate = aggregate_runs({arm: runs for arm, runs in summaries.items() if runs}, study.baselines,
+                               study.reference)
     aggregate["study"] = study.name
     aggregate["missing"] = [str(c.run_dir.relative_to(study.out)) for c in missing]
     write_json(study.out / "aggregate.json", aggregate)
-    csv_text = results_csv(aggregate).encode()
-    atomic_write(study.out / "results.csv", lambda f: f.write(csv_text))
+    for name, text in (("results.csv", results_csv(aggregate)), ("runs.csv", runs_csv(summaries))):
+        data = text.encode()
+        atomic_write(study.out / name, lambda f, data=data: f.write(data))
     return aggregate, missing
 
 

@@ -3,7 +3,8 @@ before any loader sees it, so a shuffled loader cannot show the model the remove
 
 A profile maps the per-class counts available to the per-class counts kept. Specs:
 ``step:RATIO`` (or ``step:RATIO:MINORITY`` with MINORITY like ``0-4`` or ``0,2,5``),
-``exponential:RATIO``, ``counts:N0,N1,...``.
+``exponential:RATIO``, ``counts:N0,N1,...``; ``none`` keeps every sample (an arm that sets it
+undoes a study's imbalanced [defaults]: the balanced reference of "how much does imbalance cost").
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ def exponential_profile(available: list[int], args: list[str]) -> list[int]:
     n_max = max(available)
     # The tiny epsilon keeps exact products (5000 * 100^-1 = 50) from flooring to 49 in floating point.
     return [min(n, math.floor(n_max * ratio ** (-j / (c - 1)) + 1e-9)) for j, n in enumerate(available)]
+
+
+@register_profile("none")
+def no_profile(available: list[int], args: list[str]) -> list[int]:
+    """Every sample stays."""
+    if args:
+        raise LongtailError(f"imbalance 'none' takes no arguments, got {'none:' + ':'.join(args)!r}")
+    return list(available)
 
 
 @register_profile("counts")

@@ -61,6 +61,7 @@ class ReportData:
     pretrain: list[RunRecord] = field(default_factory=list)
     baseline: str | None = None
     baselines: dict[str, str] | None = None  # arm -> its own baseline arm (study.json "baselines")
+    reference: str | None = None  # study.json "reference": the arm without imbalance
     aggregate: dict | None = None
     classes: list[str] = field(default_factory=list)
 
@@ -265,7 +266,7 @@ def collect_report_data(root: str | Path, note: Note | None = None) -> ReportDat
             summaries.setdefault(r.arm, {})[r.seed if r.seed is not None else 0] = r.summary
     data.aggregate = aggregate_runs({a: summaries[a] for a in data.arms if a in summaries},
                                     data.baselines if data.baselines else
-                                    data.baseline if data.baseline in summaries else None)
+                                    data.baseline if data.baseline in summaries else None, data.reference)
     data.classes = next((r.summary["classes"] for r in data.runs if not r.partial), [])
     return data
 
@@ -287,6 +288,7 @@ def _study_file(root: Path, note: Note) -> dict:
     checks = {"name": lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
               "arms": lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v),
               "baseline": lambda v: isinstance(v, str),
+              "reference": lambda v: isinstance(v, str),
               "baselines": lambda v: isinstance(v, dict) and all(isinstance(b, str) for b in v.values())}
     kept = {}
     for key, ok in checks.items():
@@ -330,7 +332,7 @@ def _collect_study(root: Path, note: Note) -> ReportData:
     arms = list(dict.fromkeys(r.arm for r in runs))
     baseline = study.get("baseline", "imbalanced" if "imbalanced" in arms else None)
     return ReportData(root, "study", V.shown(study.get("name", root.resolve().name)), arms, runs, pretrain, baseline,
-                      baselines=study.get("baselines"))
+                      baselines=study.get("baselines"), reference=study.get("reference"))
 
 
 def _pretraining_dirs(folder: Path, note: Note) -> list[tuple[str, Path]]:

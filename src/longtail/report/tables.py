@@ -102,10 +102,22 @@ def longtail_table(data: ReportData) -> str:
     shown = [m for m in LONGTAIL_METRICS if any(e[m]["mean"] is not None for e in entries)]
     if not shown:
         return ""
-    rows = [_row(escape(a), str(e["n_seeds"]), *(mean_pm_std(e[m]) for m in shown)) for a, e in zip(arms, entries)]
+    recovered = data.aggregate.get("recovery") or {}
+    rows = [_row(escape(a), str(e["n_seeds"]), *(mean_pm_std(e[m]) for m in shown),
+                 *([_percent(recovered.get(a, {}).get("test_balanced_acc"))] if recovered else []))
+            for a, e in zip(arms, entries)]
     notes = [text for metrics, text in LONGTAIL_NOTES if set(metrics) & set(shown)]
-    return (_table("long-tail", ["arm", "seeds", *(escape(METRIC_NAMES[m]) for m in shown)], rows)
+    if recovered:
+        notes.append(f"Recovery: the share of the balanced-accuracy gap between the baseline and the reference arm "
+                     f"<code>{escape(data.aggregate['reference'])}</code> (no imbalance) that an arm wins back, "
+                     "(arm &minus; baseline) / (reference &minus; baseline) of the means over shared seeds.")
+    head = ["arm", "seeds", *(escape(METRIC_NAMES[m]) for m in shown)] + (["recovery"] if recovered else [])
+    return (_table("long-tail", head, rows)
             + f"<p class='note'>{' '.join(notes)} &plusmn;: sample standard deviation over seeds.</p>")
+
+
+def _percent(value: float | None) -> str:
+    return DASH if value is None else f"{value:.1%}".replace("-", "&minus;")
 
 
 def _signed(value: float) -> str:
@@ -118,7 +130,9 @@ def headline(data: ReportData, metric: str) -> str:
     seeds both have, and whether that exceeds the seed-to-seed noise (aggregate.py's rule, with the
     t-test's 95% interval). Empty with fewer than two arms with finished runs."""
     arms = data.aggregate["arms"]
-    ranked = [a for a in data.arms if a in arms and arms[a][metric]["mean"] is not None]
+    reference = data.aggregate.get("reference")
+    # The reference arm trains on other data (no imbalance): it sets the bar, it does not compete.
+    ranked = [a for a in data.arms if a in arms and arms[a][metric]["mean"] is not None and a != reference]
     if len(ranked) < 2:
         return ""
     name = escape(METRIC_NAMES[metric])
@@ -151,6 +165,12 @@ def headline(data: ReportData, metric: str) -> str:
                    None: "too few seeds to tell it from the seed-to-seed noise"}[p["exceeds_noise"]]
         text += (f"Margin {_signed(p['diff_mean'])}, the mean difference over {p['n']} paired seed(s)"
                  f"{' (' + ', '.join(detail) + ')' if detail else ''}: {verdict} ({escape(p['rule'] or 'no rule')}).")
+    won_back = data.aggregate.get("recovery", {}).get(winner, {}).get(metric)
+    if won_back is not None and base is not None:
+        gap = arms[reference][metric]["mean"] - arms[base][metric]["mean"]
+        text += (f" It wins back {won_back:.1%} of the {gap:.4f} that imbalance costs its baseline (reference arm "
+                 f"<code>{escape(reference)}</code>, {mean_pm_std(arms[reference][metric])}: recovery = (arm "
+                 "&minus; baseline) / (reference &minus; baseline), means over shared seeds).")
     return f"<p id='headline'>{text}</p>"
 
 
