@@ -298,3 +298,35 @@ def test_inputs_of_another_size_are_resized_as_the_dataset_was(mode):
     want = resize_image(wide[0], (16, 16), mode).float().div(255)  # the dataset's uint8 decode-time resize
     # float vs uint8 rounding: within one grey level; a crop taken as a stretch (or off-centre) is far
     assert (got[0] - want).abs().max() <= 1.5 / 255
+
+
+def test_an_ldam_runs_probabilities_are_those_of_its_scaled_cosines(cifar, cifar_zip, tmp_path):
+    """LDAM trains s x cosine as the logits (s = 30): the run's ECE, load_model, predict and export
+    use them too; softmax of bare cosines in [-1, 1] would be near uniform whatever the network learnt."""
+    from longtail.device import autocast
+    from longtail.metrics import calibration_bins, expected_calibration_error
+
+    cfg = resolve_train_config({"data": str(cifar_zip), "out": str(tmp_path / "ldam"), **SETTINGS,
+                                "loss": "ldam-drw", "head": "cosine"})
+    summary = run_training(cfg, cifar)
+    data = prepare_data(cfg, cifar)
+    model = longtail.load_model(tmp_path / "ldam")
+    assert float(model.logit_scale) == 30.0
+    with torch.no_grad():
+        x = model.preprocess(data.test_images)
+        with autocast(x.device, model.precision):
+            bare = model.net(x).float()
+        assert bare.abs().max() <= 1 + 1e-5  # the network's outputs are cosines
+        probs = model.probabilities(data.test_images)
+    assert torch.allclose(probs, torch.softmax(30 * bare, dim=1), atol=1e-6)
+    conf, pred = probs.max(dim=1)
+    ece = expected_calibration_error(calibration_bins(conf, pred == data.test_labels, cfg.ece_bins))
+    assert ece == pytest.approx(summary["test_ece"], abs=1e-6)
+    exported = tmp_path / "ldam.pt"
+    assert main(["export", str(tmp_path / "ldam"), "--format", "torchscript", "--out", str(exported)]) == 0
+    with pytest.warns(FutureWarning):
+        scripted = torch.jit.load(str(exported))
+    with torch.no_grad():
+        assert torch.equal(scripted(data.test_images[:8]), longtail.load_model(tmp_path / "ldam", precision="fp32")(
+            data.test_images[:8]))
+        assert scripted(data.test_images[:8]).abs().max() > 1.5  # scaled, not bare cosines

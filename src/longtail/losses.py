@@ -284,6 +284,12 @@ class LDAMLoss(nn.Module):
         self.epoch = epoch
 
     @property
+    def logit_scale(self) -> float:
+        """s: the network gives cosines, the loss treats s x cosine as the logits, so validation loss,
+        probabilities (ECE, predict) and export use them too; softmax of bare cosines is near uniform."""
+        return self.s
+
+    @property
     def reweighting(self) -> bool:
         return self.drw_epoch is not None and self.drw_weight is not None and self.epoch >= self.drw_epoch
 

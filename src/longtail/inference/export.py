@@ -57,7 +57,8 @@ def _torchscript_bytes(model: PortableClassifier, mark: dict) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream, still loads everywhere
         traced = torch.jit.trace(model.net, pre(_example(model)), check_trace=False)
-        scripted = torch.jit.script(PortableClassifier(traced, pre, model.classes, model.logit_adjustment).eval())
+        scripted = torch.jit.script(PortableClassifier(traced, pre, model.classes, model.logit_adjustment,
+                                                     float(model.logit_scale)).eval())
         buffer = io.BytesIO()
         torch.jit.save(scripted, buffer, _extra_files={EXPORT_MARK: json.dumps(mark)})
     return buffer.getvalue()

@@ -9,6 +9,7 @@ file) cannot get the preprocessing wrong:
     images (N, C, H, W): uint8 in [0, 255], or float in [0, 1] (torchvision's convention)
       -> float in [0, 1] -> resized to the run's image size (only when the run has one)
       -> normalized with the run's per-channel mean and std -> the network
+      -> times the run's logit scale (LDAM's s on a cosine head; 1 otherwise)
       -> logits minus the run's post-hoc logit adjustment (if it was evaluated with one)
 
 The output is those adjusted logits: their argmax is the run's prediction, their softmax the
@@ -19,6 +20,7 @@ images reproduce its summary.json exactly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +102,9 @@ def open_run(path: Path | str, action: str = "use") -> FinishedRun:
     if config.get("loss") == "logit-adjust-posthoc" and checkpoint.get("logit_adjustment") is None:
         raise LongtailError(f"{path} was trained with logit-adjust-posthoc, but its checkpoint predates the stored "
                             "adjustment; retrain it to predict as it was evaluated")
+    scale = checkpoint.get("logit_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise LongtailError(f"{path / 'checkpoint.pt'} has a logit scale of {str(scale)[:40]!r}, not a positive number")
     return FinishedRun(path, config, summary, checkpoint)
 
 
@@ -157,7 +162,7 @@ class PortableClassifier(nn.Module):
     ``classes`` is a plain attribute, which TorchScript keeps as a List[str])."""
 
     def __init__(self, net: nn.Module, preprocess: Preprocess, classes: list[str],
-                 logit_adjustment: torch.Tensor | None):
+                 logit_adjustment: torch.Tensor | None, logit_scale: float = 1.0):
         super().__init__()
         self.preprocess = preprocess
         self.net = net
@@ -165,9 +170,11 @@ class PortableClassifier(nn.Module):
         # zeros when the run has none: subtracting 0.0 leaves every logit bit-identical
         adjustment = torch.zeros(len(classes)) if logit_adjustment is None else logit_adjustment
         self.register_buffer("logit_adjustment", adjustment.detach().to(torch.float32).clone())
+        # times 1.0 leaves every logit bit-identical
+        self.register_buffer("logit_scale", torch.tensor(float(logit_scale), dtype=torch.float32))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(self.preprocess(images)).float() - self.logit_adjustment
+        return self.net(self.preprocess(images)).float() * self.logit_scale - self.logit_adjustment
 
 
 class Classifier(PortableClassifier):
@@ -175,15 +182,15 @@ class Classifier(PortableClassifier):
     the run's precision; ``model.classes`` names the columns."""
 
     def __init__(self, net: nn.Module, preprocess: Preprocess, classes: list[str],
-                 logit_adjustment: torch.Tensor | None, precision: str):
-        super().__init__(net, preprocess, classes, logit_adjustment)
+                 logit_adjustment: torch.Tensor | None, precision: str, logit_scale: float = 1.0):
+        super().__init__(net, preprocess, classes, logit_adjustment, logit_scale)
         self.precision = precision
 
     def raw_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """The network's logits before the adjustment (what the run's test loss is computed on)."""
+        """The network's logits, scaled, before the adjustment (what the run's test loss is computed on)."""
         x = self.preprocess(images)
         with autocast(x.device, self.precision):
-            return self.net(x).float()
+            return self.net(x).float() * self.logit_scale
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.raw_logits(images) - self.logit_adjustment
@@ -194,7 +201,8 @@ class Classifier(PortableClassifier):
 
     def portable(self) -> PortableClassifier:
         """The same model in float32 without autocast (it shares the weights)."""
-        return PortableClassifier(self.net, self.preprocess, self.classes, self.logit_adjustment).eval()
+        return PortableClassifier(self.net, self.preprocess, self.classes, self.logit_adjustment,
+                                  float(self.logit_scale)).eval()
 
 
 def load_model(run: Path | str, *, precision: str | None = None, device: torch.device | str = "cpu") -> Classifier:
@@ -224,6 +232,8 @@ def build_classifier(run: FinishedRun, precision: str | None, device: torch.devi
     norm = ckpt["normalization"]
     preprocess = Preprocess(norm["mean"], norm["std"], resize or (height, width), resize is not None, channels,
                             crop=run.config.get("resize") != "stretch")
-    model = Classifier(net, preprocess, run.classes, ckpt.get("logit_adjustment"), precision)
+    # runs from before the scale was stored predict on the bare outputs, as they were evaluated
+    model = Classifier(net, preprocess, run.classes, ckpt.get("logit_adjustment"), precision,
+                       ckpt.get("logit_scale", 1.0))
     model.run_path = run.path
     return model.to(device).eval().requires_grad_(False)

@@ -50,9 +50,10 @@ def build_model(cfg: TrainConfig, ds) -> tuple[nn.Module, dict]:
 
 @torch.no_grad()
 def confusion(model: nn.Module, loader: BatchLoader, precision: str, num_classes: int,
-              logit_adjustment: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-    """(confusion matrix, mean plain cross-entropy) over the whole split; ``logit_adjustment`` is
-    subtracted from the logits before the argmax (post-hoc logit adjustment).
+              logit_adjustment: torch.Tensor | None = None, logit_scale: float = 1.0) -> tuple[torch.Tensor, float]:
+    """(confusion matrix, mean plain cross-entropy) over the whole split, on the network's outputs
+    times ``logit_scale`` (the loss's view of them: LDAM's s); ``logit_adjustment`` is subtracted
+    from the logits before the argmax (post-hoc logit adjustment).
 
     Under torchrun each rank sees a share of the split; the matrices and loss sums are added
     across ranks, so the figures are those of the whole split, not averages of averages.
@@ -63,7 +64,7 @@ def confusion(model: nn.Module, loader: BatchLoader, precision: str, num_classes
     loss_sum = torch.zeros((), dtype=torch.float64)
     for x, y in loader.epoch(0):
         with autocast(loader.device, precision):
-            logits = model(x).float()
+            logits = model(x).float() * logit_scale
         # Validation loss is plain cross-entropy for every arm, so curves compare across losses.
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double().cpu()
         if logit_adjustment is not None:
@@ -77,7 +78,7 @@ def confusion(model: nn.Module, loader: BatchLoader, precision: str, num_classes
 
 @torch.no_grad()
 def calibration(model: nn.Module, loader: BatchLoader, precision: str, num_bins: int,
-                logit_adjustment: torch.Tensor | None = None) -> torch.Tensor:
+                logit_adjustment: torch.Tensor | None = None, logit_scale: float = 1.0) -> torch.Tensor:
     """The split's calibration bins (:func:`longtail.metrics.calibration_bins`) of the softmax
     confidence of the predicted class, for the predictions the run reports (post-hoc adjusted
     when the loss asks for it); summed across processes like the confusion matrix. Once, at the
@@ -87,7 +88,7 @@ def calibration(model: nn.Module, loader: BatchLoader, precision: str, num_bins:
     bins = torch.zeros(3, num_bins, dtype=torch.float64)
     for x, y in loader.epoch(0):
         with autocast(loader.device, precision):
-            logits = model(x).float()
+            logits = model(x).float() * logit_scale
         if logit_adjustment is not None:
             logits = logits - logit_adjustment.to(logits.device)
         conf, pred = torch.softmax(logits, dim=1).max(dim=1)
@@ -149,6 +150,7 @@ class ClassifyTask(RunTask):
         if self.fresh_output_layer:
             init_output_bias(self.model, self.loss_fn)  # part of cb-focal (Cui et al.): last bias -log(C - 1)
         self.logit_adjustment = getattr(self.loss_fn, "posthoc_adjustment", None)
+        self.logit_scale = float(getattr(self.loss_fn, "logit_scale", 1.0))
         self.tau_search: dict | None = None
         # Remix compares class sizes of the imbalanced set itself (the kept counts): an oversampler
         # changes how often a class is seen, not how rare its images are
@@ -194,7 +196,7 @@ class ClassifyTask(RunTask):
         self.logit_adjustment = self.loss_fn.posthoc_adjustment
 
     def confusion(self, model: nn.Module, loader: BatchLoader, precision: str) -> tuple[torch.Tensor, float]:
-        return confusion(model, loader, precision, self.num_classes, self.logit_adjustment)
+        return confusion(model, loader, precision, self.num_classes, self.logit_adjustment, self.logit_scale)
 
     def evaluate(self, model: nn.Module, loader: BatchLoader, precision: str) -> dict:
         cm, loss = self.confusion(model, loader, precision)
@@ -243,8 +245,9 @@ class ClassifyTask(RunTask):
 
     def checkpoint_extras(self) -> dict:
         # what inference needs beyond the weights: the class names, and the adjustment the run
-        # was evaluated with (post-hoc logit adjustment), so predictions match its test figures
-        return {"classes": self.classes, "logit_adjustment": self.logit_adjustment}
+        # was evaluated with (post-hoc logit adjustment) and the scale its loss puts on the outputs
+        # (LDAM's s), so predictions and probabilities match its test figures
+        return {"classes": self.classes, "logit_adjustment": self.logit_adjustment, "logit_scale": self.logit_scale}
 
     def summary(self, model: nn.Module, test: BatchLoader, precision: str, state: FitState,
                 data: PreparedData) -> dict:
@@ -267,7 +270,7 @@ class ClassifyTask(RunTask):
         }
         # long-tail figures (MiSLAS / Kang et al.): calibration and accuracy by training class size
         # (the kept counts: the data set's own shape, before any oversampling)
-        bins = calibration(model, test, precision, self.cfg.ece_bins, self.logit_adjustment)
+        bins = calibration(model, test, precision, self.cfg.ece_bins, self.logit_adjustment, self.logit_scale)
         summary["test_ece"] = expected_calibration_error(bins)
         # the sums, not per-bin means: seeds of an arm add up bin by bin into one reliability diagram
         summary["test_calibration_bins"] = {"count": [int(n) for n in bins[0]], "confidence_sum": bins[1].tolist(),
