@@ -237,6 +237,19 @@ def test_recovery_is_the_share_of_the_imbalance_gap_an_arm_wins_back():
     assert aggregate_runs({**summaries, "balanced": runs(0.5, 0.5)}, "ce", "balanced")["recovery"]["fix"] == \
         {"test_acc": None, "test_balanced_acc": None}
     assert aggregate_runs(summaries, "ce")["recovery"] == {}
+    # tools/results_table.py: the markdown rows docs/results.md shows, by balanced accuracy
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("results_table", Path(__file__).parents[1] / "tools" / "results_table.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    lines = tool.table(agg).splitlines()
+    assert lines[0].endswith("| recovery | vs ce (paired, balanced acc) |")
+    # fix: balanced acc 0.70, 0.74, 0.89 -> mean 0.7767, std 0.1002; paired with ce over seeds 0, 1: +0.30, +0.32
+    assert lines[2:] == [
+        "| balanced | 2 | 0.8100 ± 0.0141 | - | - | - / - / - | reference | +40.00 ± 0.00 pts |",
+        "| fix | 3 | 0.7767 ± 0.1002 | - | - | - / - / - | 77.5% | +31.00 ± 1.41 pts |",
+        "| ce | 2 | 0.4100 ± 0.0141 | - | - | - / - / - | - | baseline |",
+        "| worse | 2 | 0.3200 ± 0.0141 | - | - | - / - / - | -22.5% | -9.00 ± 0.00 pts |"]
 
 
 def test_aggregate_has_the_long_tail_figures():

@@ -54,7 +54,7 @@ def table(aggregate: dict, order: str = "metric") -> str:
                  " / ".join("-" if g is None else f"{g:.3f}" for g in groups)]
         if aggregate.get("reference"):
             value = recovery.get(arm, {}).get("test_balanced_acc")
-            cells.append("reference" if arm == aggregate["reference"] else "-" if value is None else f"{value:.0%}")
+            cells.append("reference" if arm == aggregate["reference"] else "-" if value is None else f"{value:.1%}")
         cells.append(_paired(aggregate, arm))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
