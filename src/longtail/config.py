@@ -65,7 +65,8 @@ class RunSettings:
                          "head, jigsaw the trunk of seed-cnn or resnet32", choices="longtail.models:MODELS",
                          prefix_choice=True, metavar="NAME")
     threads: int | None = setting(None, "CPU threads for this process (under torchrun: default, an equal share "
-                                  "of the cores)", low=1, high=4096, neutral=True)
+                                  "of the cores); the same seed gives bitwise the same run only at the same "
+                                  "thread count", low=1, high=4096, neutral=True)
     checkpoint_every: int | None = setting(None, "also checkpoint every N steps (epochs always end with one)",
                                            low=1, neutral=True)
     quiet: bool = setting(False, "no progress bars or per-epoch lines", neutral=True)
