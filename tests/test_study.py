@@ -411,6 +411,27 @@ def test_a_reference_arm_without_imbalance_gives_each_arms_recovery(tmp_path, ti
         assert row["kept_indices_hash"] == summary["kept_indices_hash"] and int(row["best_epoch"]) == summary["best_epoch"]
 
 
+def test_arms_runs_only_those_arms_and_what_they_start_from(tmp_path, tiny_data, capsys):
+    text = TINY + ('[[arms]]\nname = "weighted"\nimbalance = "step:2"\nloss = "weighted"\n'
+                   '[[arms]]\nname = "crt"\ninit = "arm:imbalanced"\nstage = "crt"\nrecipe = "decouple"\nepochs = 1\n')
+    runs = tmp_path / "out" / "runs"
+    assert _run(tmp_path, text, "--arms", "crt") == 0
+    assert sorted(p.name for p in runs.iterdir()) == ["crt", "imbalanced"]  # crt's source ran first
+    out = capsys.readouterr().out
+    assert "1 run(s) of other arms not run" in out
+    aggregate = json.loads((tmp_path / "out" / "aggregate.json").read_text())
+    assert set(aggregate["arms"]) == {"imbalanced", "crt"} and aggregate["missing"] == ["runs/weighted/seed-0"]
+    assert _run(tmp_path, text, "--arms", "weighted", "--workers", "2") == 0
+    aggregate = json.loads((tmp_path / "out" / "aggregate.json").read_text())
+    assert set(aggregate["arms"]) == {"imbalanced", "crt", "weighted"} and aggregate["missing"] == []
+    capsys.readouterr()
+    assert _run(tmp_path, text, "--arms", "weighted,nope") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--arms: 'nope' is not an arm of" in err and "(imbalanced, weighted, crt)" in err
+    assert _run(tmp_path, text, "--arms", "crt", "--collect") == 2
+    assert "--arms chooses what to run and --collect runs nothing" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("text, message", [
     (TINY.replace("imbalance =", "imbalace ="), "unknown key 'imbalace' in arm 'imbalanced'"),
     (TINY.replace("seeds = [0]", "seed = [0]"), "unknown key 'seed' in"),

@@ -35,7 +35,8 @@ EXAMPLES = {
     "study": """examples:
   longtail study configs/long-tail.toml --data cifar10 --workers 2
   longtail study configs/seed-imbalance.toml --data cifar10 --seeds 0 --out runs/quick
-  longtail study configs/long-tail.toml --data cifar10 --collect      # aggregate what has finished""",
+  longtail study configs/long-tail.toml --data cifar10 --collect      # aggregate what has finished
+  longtail study configs/cifar10-lt.toml --data cifar10 --arms ce,ldam-drw   # only some arms, for now""",
     "report": """examples:
   longtail report runs/long-tail
   longtail report runs/long-tail --metric test_acc                    # headline: the best arm on test accuracy
@@ -91,6 +92,13 @@ def _seed_list(text: str) -> list[int]:
         return [int(t) for t in _list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    names = _list(text)
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated arm names, got {text!r}")
+    return names
 
 
 def _list(text: str) -> list[str]:
@@ -190,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--workers", type=_number(int), default=1, metavar="M",
                        help="run up to M grid runs at once on this machine, each a process with cores/M threads "
                        "(default: 1)")
+    study.add_argument("--arms", type=_name_list, default=None, metavar="A,B",
+                       help="run only these arms (and the runs they start from); the aggregate then covers every "
+                       "finished run of the grid")
     study.add_argument("--collect", action="store_true",
                        help="run nothing: aggregate the finished runs and list the missing ones")
 
@@ -301,12 +312,20 @@ def cmd_study(ns: argparse.Namespace) -> int:
     study = load_study(ns.file, data=ns.data, out=ns.out, seeds=ns.seeds, quiet=ns.quiet)
     if ns.workers < 1 or (ns.workers > 1 and (ns.shard or ns.collect)):
         raise LongtailError("--workers takes a positive count and cannot be combined with --shard or --collect")
+    if ns.arms and ns.collect:
+        raise LongtailError("--arms chooses what to run and --collect runs nothing: give one of them")
     if ns.collect:
         _, missing = collect(study, grid(study))
     elif ns.workers > 1:
-        _, missing = run_with_workers(study, ns.workers)
+        _, missing = run_with_workers(study, ns.workers, arms=ns.arms)
     else:
-        _, missing = run_study(study, shard_spec=parse_shard(ns.shard) if ns.shard else None)
+        _, missing = run_study(study, shard_spec=parse_shard(ns.shard) if ns.shard else None, arms=ns.arms)
+    if ns.arms and missing:
+        # the chosen arms are done: aggregate them with whatever else has finished
+        _, missing = collect(study, grid(study))
+        print(f"{study.out}: the finished runs in aggregate.json and results.csv; {len(missing)} run(s) of other "
+              "arms not run (--collect lists them)")
+        return 0
     for cell in missing:
         print(f"missing: {cell.run_dir}", file=sys.stderr)
     if missing and ns.collect:

@@ -254,6 +254,25 @@ def shard(cells: list[Cell], k: int, n: int) -> list[Cell]:
     return [c for c in cells if c.group in mine]
 
 
+def select_arms(study: Study, cells: list[Cell], arms: list[str]) -> list[Cell]:
+    """The cells of the named arms and, transitively, of the pretrainings and arms they start from
+    (a stage arm cannot run without its source arm's run of the same seed)."""
+    known = [name for name, _ in study.arms]
+    unknown = [a for a in arms if a not in known]
+    if unknown:
+        raise LongtailError(f"--arms: {unknown[0]!r} is not an arm of {study.source} ({', '.join(known)})")
+    by_key = {(c.arm, c.seed): c for c in cells}
+    wanted = {(c.arm, c.seed) for c in cells if c.arm in arms}
+    frontier = list(wanted)
+    while frontier:
+        cell = by_key[frontier.pop()]
+        source = (cell.needs, cell.seed)
+        if cell.needs is not None and source not in wanted:
+            wanted.add(source)
+            frontier.append(source)
+    return [c for c in cells if (c.arm, c.seed) in wanted]
+
+
 def check_cell(cell: Cell, dataset) -> None:
     """Catch what would fail in a cell before hours of other runs, not after: settings the data
     cannot serve (a profile under limit_train), loss parameters, a missing --init, and a run
@@ -356,12 +375,14 @@ def start_study(study: Study) -> tuple[list[Cell], Any]:
     return cells, dataset
 
 
-def run_study(study: Study, *, shard_spec: tuple[int, int] | None = None,
+def run_study(study: Study, *, shard_spec: tuple[int, int] | None = None, arms: list[str] | None = None,
               log: Callable[[str], None] = print) -> tuple[dict | None, list[Cell]]:
-    """Load the data once, run this shard's cells (all of them without a shard), then aggregate
-    when the whole grid has finished. Returns (aggregate or None, cells still missing)."""
+    """Load the data once, run this shard's cells (all of them without a shard; of ``arms`` only,
+    and what they start from, when given), then aggregate when the whole grid has finished.
+    Returns (aggregate or None, cells still missing)."""
     cells, dataset = start_study(study)
-    mine = shard(cells, *shard_spec) if shard_spec else cells
+    mine = select_arms(study, cells, arms) if arms else cells
+    mine = shard(mine, *shard_spec) if shard_spec else mine
     for cell in mine:
         was_finished = RunDir(cell.run_dir).finished
         started = time.time()
@@ -377,7 +398,7 @@ def run_study(study: Study, *, shard_spec: tuple[int, int] | None = None,
     return aggregate, []
 
 
-def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = print
+def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = print, arms: list[str] | None = None
                      ) -> tuple[dict | None, list[Cell]]:
     """Run the grid in ``workers`` local processes, each with an equal share of the cores as its
     thread count (for many-core CPUs, where one small-CNN run cannot use every core), then aggregate.
@@ -390,7 +411,7 @@ def run_with_workers(study: Study, workers: int, log: Callable[[str], None] = pr
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     cells, dataset = start_study(study)
-    pending = [c for c in cells if not RunDir(c.run_dir).finished]
+    pending = [c for c in (select_arms(study, cells, arms) if arms else cells) if not RunDir(c.run_dir).finished]
     unfinished = {(c.arm, c.seed) for c in pending}  # a cell waits for the pretraining or arm it starts from
     blocked = [c for c in pending if c.kind == "train" and (c.needs, c.seed) in unfinished]
     ready = sorted((c for c in pending if c not in blocked), key=lambda c: c.kind != "pretrain")
