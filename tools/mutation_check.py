@@ -6,7 +6,7 @@ put in its place, and the tests that should notice. For each one this script
 
 1. checks that the snippet occurs exactly once in the file (if the code moved or changed, it stops
    and says which mutation to update: a mutation that silently matches nothing tests nothing);
-2. applies it to a temporary copy of the repository (src/, tests/, configs/, pyproject.toml; the
+2. applies it to a temporary copy of the repository (src/, tests/, configs/, tools/, pyproject.toml; the
    working tree is never touched), runs the named tests there with pytest (PYTHONPATH=<copy>/src),
    and restores the file;
 3. prints one row: ``caught`` when the tests failed, ``MISSED`` when they all passed.
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ("src", "tests", "configs", "pyproject.toml")
+COPIED = ("src", "tests", "configs", "tools", "pyproject.toml")
 
 
 @dataclass(frozen=True)
