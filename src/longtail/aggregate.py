@@ -135,18 +135,15 @@ def aggregate_runs(summaries: dict[str, dict[int, dict]], baseline: str | dict[s
     else:
         baselines = {arm: baseline for arm in per_run if baseline is not None and arm != baseline}
     baselines = {arm: base for arm, base in baselines.items() if arm in per_run and base in per_run}
-    paired = {}
-    for arm, base_arm in baselines.items():
-        base = per_run[base_arm]
-        paired[arm] = {metric: paired_comparison(
-            {s: r[metric] for s, r in per_run[arm].items() if r[metric] is not None},
-            {s: r[metric] for s, r in base.items() if r[metric] is not None}) for metric in PAIRED_METRICS}
+    def by_seed(arm: str, metric: str) -> dict[int, float]:
+        return {s: r[metric] for s, r in per_run[arm].items() if r[metric] is not None}
+
+    paired = {arm: {metric: paired_comparison(by_seed(arm, metric), by_seed(base_arm, metric))
+                    for metric in PAIRED_METRICS} for arm, base_arm in baselines.items()}
     reference = reference if reference in per_run else None
-    recovered = {}
-    for arm, base_arm in baselines.items() if reference is not None else ():
-        if arm != reference and base_arm != reference:
-            recovered[arm] = {metric: recovery(*({s: r[metric] for s, r in per_run[a].items() if r[metric] is not None}
-                                                 for a in (arm, base_arm, reference))) for metric in PAIRED_METRICS}
+    recovered = {arm: {metric: recovery(by_seed(arm, metric), by_seed(base_arm, metric), by_seed(reference, metric))
+                       for metric in PAIRED_METRICS}
+                 for arm, base_arm in baselines.items() if reference not in (None, arm, base_arm)}
     return {"arms": arms, "baseline": baseline, "baselines": baselines, "paired": paired, "reference": reference,
             "recovery": recovered, "noise_rule": NOISE_RULE,
             "minority_rule": MINORITY_RULE, "std": "sample standard deviation over seeds (ddof=1)"}
