@@ -330,3 +330,12 @@ def test_an_ldam_runs_probabilities_are_those_of_its_scaled_cosines(cifar, cifar
         assert torch.equal(scripted(data.test_images[:8]), longtail.load_model(tmp_path / "ldam", precision="fp32")(
             data.test_images[:8]))
         assert scripted(data.test_images[:8]).abs().max() > 1.5  # scaled, not bare cosines
+
+
+@pytest.mark.parametrize("scale", [0.0, -30.0, float("nan"), "30", True])
+def test_a_checkpoint_with_a_bad_logit_scale_is_one_line(trained, test_pngs, tmp_path, capsys, scale):
+    copy = tmp_path / "run"
+    shutil.copytree(trained[0], copy)
+    checkpoint = torch.load(copy / "checkpoint.pt", weights_only=False)
+    torch.save({**checkpoint, "logit_scale": scale}, copy / "checkpoint.pt")
+    one_line_error(capsys, ["predict", str(copy), str(test_pngs[0] / "0000.png")], "not a positive number")
