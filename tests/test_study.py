@@ -328,6 +328,25 @@ def test_workers_run_the_whole_grid_in_parallel_processes(tmp_path, tiny_data):
     assert _run(tmp_path, text, "--workers", "2", "--shard", "1/2") == 2
 
 
+def test_a_stopped_study_says_to_rerun_the_study_command_not_resume(tmp_path, tiny_data, capsys, monkeypatch):
+    import pickle
+
+    import longtail.run
+    from longtail.errors import TrainingInterrupted
+
+    def stopped(cfg, dataset):  # what the engine raises on SIGTERM, after writing its checkpoint
+        raise TrainingInterrupted("stopped by SIGTERM at epoch 3, step 7")
+
+    monkeypatch.setattr(longtail.run, "run", stopped)
+    assert _run(tmp_path, TINY) == 130
+    err = capsys.readouterr().err
+    assert err == ("longtail: stopped: imbalanced seed 0: stopped by SIGTERM at epoch 3, step 7; checkpoint written, "
+                   "rerun the same study command to continue (a study resumes its runs itself)\n")
+    # --workers hands the exception back through a process pool: it must arrive whole
+    e = pickle.loads(pickle.dumps(TrainingInterrupted("stopped by SIGINT at epoch 1, step 2", "how")))
+    assert str(e) == "stopped by SIGINT at epoch 1, step 2; checkpoint written, how"
+
+
 def test_a_changed_study_does_not_reuse_old_runs(tmp_path, tiny_data, capsys):
     assert _run(tmp_path, TINY) == 0
     assert _run(tmp_path, TINY.replace("epochs = 1", "epochs = 1\nlr = 0.01")) == 2

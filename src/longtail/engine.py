@@ -127,8 +127,7 @@ def fit(model: nn.Module, task: Task, train: BatchLoader, val: BatchLoader, opti
                     if stop_now:
                         bar.close()
                         raise TrainingInterrupted(
-                            f"stopped by {stop.signal_name or 'another rank'} at epoch {epoch + 1}, step {state.step}; checkpoint written, "
-                            "rerun the same command with --resume to continue")
+                            f"stopped by {stop.signal_name or 'another rank'} at epoch {epoch + 1}, step {state.step}")
             synchronize(options.device)
             epoch_seconds = state.train_seconds + time.perf_counter() - t0
             bar.close()

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from longtail.config import STAGE_KEEPS, TrainConfig, resolve_pretrain_config, resolve_train_config
-from longtail.errors import LongtailError
+from longtail.errors import LongtailError, TrainingInterrupted
 from longtail.runs import RunDir, write_json
 from longtail.settings import check_mapping, load_toml, run_neutral_keys, setting_defaults
 from longtail.study_pretrain import Pretraining, check_arm_inits, parse_pretrainings
@@ -315,7 +315,11 @@ def run_cell(cell: Cell, dataset) -> dict:
     """Run (or resume, or skip if finished) one cell; returns its summary."""
     from longtail.run import run
 
-    return run(cell.config, dataset)
+    try:
+        return run(cell.config, dataset)
+    except TrainingInterrupted as e:
+        raise TrainingInterrupted(f"{cell.label}: {e.where}",
+                                  "rerun the same study command to continue (a study resumes its runs itself)") from None
 
 
 def study_record(study: Study, cells: list[Cell]) -> dict:
