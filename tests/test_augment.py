@@ -5,7 +5,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from longtail.data.augment import (adjust_brightness, adjust_contrast, compose, random_brightness, random_contrast,
-                                   random_crop, random_hflip, random_vflip)
+                                   random_crop, random_crop_zeros, random_hflip, random_vflip)
 
 
 def _batch(n=8, c=3, h=8, w=8):
@@ -44,6 +44,25 @@ def test_crop_takes_the_window_at_the_offsets_it_draws():
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
     for i in range(200):
         assert torch.equal(y[i], padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 6])
+
+
+def test_zero_filled_crop_is_torchvisions_random_crop_at_the_same_offsets():
+    """crop-zeros against torch's constant (0) pad, window by window, at the offsets drawn for
+    crop (so the two differ only where the window leaves the image), and against torchvision's
+    RandomCrop(padding=4) for one image at a fixed offset."""
+    x = torch.rand(200, 3, 8, 6, generator=torch.Generator().manual_seed(3)) + 0.5  # no pixel is 0
+    y = random_crop_zeros(x, torch.Generator().manual_seed(4), padding=4)
+    g = torch.Generator().manual_seed(4)
+    dy, dx = torch.randint(0, 9, (200,), generator=g), torch.randint(0, 9, (200,), generator=g)
+    assert {0, 8} <= set(dy.tolist()) and {0, 8} <= set(dx.tolist())
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(200):
+        assert torch.equal(y[i], padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 6])
+    reflected = random_crop(x, torch.Generator().manual_seed(4), padding=4)
+    assert torch.equal(y != 0, y == reflected)  # same window: equal inside the image, 0 outside
+    assert (y == 0).any(dim=(1, 2, 3)).sum() > 100
+    i = int(((dy == 0) & (dx == 8)).nonzero()[0])  # the window at the top right corner
+    assert torch.equal(y[i], TF.crop(TF.pad(x[i], [4, 4, 4, 4], fill=0), 0, 8, 8, 6))
 
 
 def test_brightness_and_contrast_match_torchvision():
