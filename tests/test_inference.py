@@ -107,6 +107,15 @@ def test_evaluate_gives_every_test_figure_of_the_summary(trained, tmp_path, caps
     assert record["test_loss"] == pytest.approx(summary["test_loss"], rel=1e-5)
     assert record["n_test"] == 500 and record["split"] == "test" and record["logit_adjusted"] is True
     assert main(["evaluate", str(run), "--data", str(data)]) == 0  # its own file: replaced
+    # --precision fp32: the record says so, and its confusion is that of load_model's fp32 predictions
+    from longtail.metrics import confusion_matrix
+
+    assert main(["evaluate", str(run), "--data", str(data), "--precision", "fp32"]) == 0
+    record = json.loads((run / "evaluation-held-out.json").read_text())
+    with torch.no_grad():
+        predicted = longtail.load_model(run, precision="fp32")(images).argmax(dim=1)
+    assert record["precision"] == "fp32"
+    assert record["confusion"] == confusion_matrix(labels, predicted, len(summary["classes"])).tolist()
 
 
 def test_load_model_in_five_lines_and_its_input_convention(trained, test_pngs):

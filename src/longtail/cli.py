@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the K most probable classes per image (default: 1; at most the class count)")
     predict.add_argument("--out", default=None, metavar="FILE.csv",
                          help="write the CSV here instead of stdout (replaces only a predictions file longtail wrote)")
+    precision_help = ("bf16 or fp32 (default: the precision the run was evaluated in, config.json's precision_used); "
+                      "fp32 runs on any CPU, and its figures can differ from bf16's by rounding")
+    predict.add_argument("--precision", default=None, choices=("bf16", "fp32"), help=precision_help)
 
     evaluate = command("evaluate", "score a finished classifier run on another labelled dataset",
                            "every test figure of summary.json (accuracy, balanced accuracy, macro-F1, per class, "
@@ -232,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, metavar="PATH",
                           help="'cifar10' or an image folder / .zip with train/<class>/ and test/<class>/ and the "
                           "run's class names; only test/ is scored")
+    evaluate.add_argument("--precision", default=None, choices=("bf16", "fp32"), help=precision_help)
 
     export = command("export", "write a finished classifier run's model as one TorchScript or ONNX file",
                          "preprocessing inside; input uint8 images (N, C, H, W) in [0, 255] at the run's image size "
@@ -347,7 +351,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
 
     if ns.top_k < 1:
         raise LongtailError(f"--top-k must be at least 1, got {ns.top_k}")
-    model = load_model(ns.run)
+    model = load_model(ns.run, precision=ns.precision)
     k = min(ns.top_k, len(model.classes))
     # All rows are made before anything is written, so an unreadable image leaves no partial CSV.
     files = image_files(ns.inputs)
@@ -363,7 +367,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
 def cmd_evaluate(ns: argparse.Namespace) -> int:
     from longtail.inference import evaluate
 
-    path, r = evaluate(ns.run, ns.data)
+    path, r = evaluate(ns.run, ns.data, precision=ns.precision)
     print(f"{path}: test acc {r['test_acc']:.4f}, balanced {r['test_balanced_acc']:.4f}, macro-F1 "
           f"{r['test_macro_f1']:.4f} on {r['n_test']} test images of {ns.data}")
     return 0
