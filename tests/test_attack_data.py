@@ -902,6 +902,25 @@ def _mutate(data: bytes, draw) -> bytes:
     return bytes(out)
 
 
+def test_a_zip_member_whose_deflate_stream_is_damaged_inside_is_one_line(tmp_path):
+    """zlib's own error, raised while inflating, before any CRC check (the fuzzer found "invalid
+    stored block lengths"; here the first block's type bits are set to 11, "invalid block type")."""
+    path = zip_tree(good_tree(tmp_path / "tree", per_class=2), tmp_path / "d.zip")
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        first = z.infolist()[0]
+    assert first.compress_type == zipfile.ZIP_DEFLATED
+    name_len, extra_len = struct.unpack("<HH", data[first.header_offset + 26:first.header_offset + 30])
+    start = first.header_offset + 30 + name_len + extra_len  # the member's compressed bytes
+    data[start] |= 0b110  # BTYPE = 11, reserved
+    path.write_bytes(bytes(data))
+    with pytest.raises(zlib.error):  # what the loader now turns into one line
+        with zipfile.ZipFile(path) as z:
+            z.read(first)
+    with pytest.raises(LongtailError, match=r"^cannot read .*invalid block type"):
+        load_dataset(str(path), cache_dir=tmp_path / "cache")
+
+
 class FuzzHome:
     """Seeds for the fuzzers, built once; a short repr keeps hypothesis's failure reports readable."""
 

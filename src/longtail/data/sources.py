@@ -29,6 +29,7 @@ import hashlib
 import os
 import stat
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -407,8 +408,9 @@ class _ZipTree:
                 return _read_capped(f, rel)
         except LongtailError:
             raise
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError,
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError,
                 OverflowError, KeyError) as e:
+            # zlib.error: a deflate stream damaged inside (bad block lengths, codes), not at its CRC
             raise LongtailError(f"cannot read {where}: {shown(str(e) or type(e).__name__)}") from None
 
 
