@@ -87,3 +87,13 @@ def one_line_error(capsys, argv: list[str], needle: str) -> str:
     assert err.startswith("longtail: error:") and err.count("\n") == 1 and "Traceback" not in err, err
     assert needle in err, err
     return err
+
+
+def load_tool(name: str):
+    """tools/NAME.py as a module: the scripts are not a package, and their output is what docs quote."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

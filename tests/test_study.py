@@ -238,10 +238,9 @@ def test_recovery_is_the_share_of_the_imbalance_gap_an_arm_wins_back():
         {"test_acc": None, "test_balanced_acc": None}
     assert aggregate_runs(summaries, "ce")["recovery"] == {}
     # tools/results_table.py: the markdown rows docs/results.md shows, by balanced accuracy
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("results_table", Path(__file__).parents[1] / "tools" / "results_table.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from tests.conftest import load_tool
+
+    tool = load_tool("results_table")
     lines = tool.table(agg).splitlines()
     assert lines[0].endswith("| recovery | vs ce (paired, balanced acc) |")
     # fix: balanced acc 0.70, 0.74, 0.89 -> mean 0.7767, std 0.1002; paired with ce over seeds 0, 1: +0.30, +0.32

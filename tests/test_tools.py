@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_tool
 
 
 def test_selection_rules_by_hand(tmp_path, capsys):
-    tool = _tool("selection_rules")
+    tool = load_tool("selection_rules")
     run = tmp_path / "run"
     run.mkdir()
     accs = [0.50, 0.70, 0.64, 0.70, 0.66, 0.62]  # epochs 1-6; 0.70 twice: the first is the running best

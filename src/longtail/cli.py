@@ -12,7 +12,7 @@ import textwrap
 import types
 import typing
 
-from longtail.config import PretrainConfig, TrainConfig, resolve_train_config
+from longtail.config import PRECISIONS, PretrainConfig, TrainConfig, resolve_train_config
 from longtail.errors import LongtailError, TrainingInterrupted
 
 EXAMPLES = {
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write the CSV here instead of stdout (replaces only a predictions file longtail wrote)")
     precision_help = ("bf16 or fp32 (default: the precision the run was evaluated in, config.json's precision_used); "
                       "fp32 runs on any CPU, and its figures can differ from bf16's by rounding")
-    predict.add_argument("--precision", default=None, choices=("bf16", "fp32"), help=precision_help)
+    predict.add_argument("--precision", default=None, choices=PRECISIONS, help=precision_help)
 
     evaluate = command("evaluate", "score a finished classifier run on another labelled dataset",
                            "every test figure of summary.json (accuracy, balanced accuracy, macro-F1, per class, "
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, metavar="PATH",
                           help="'cifar10' or an image folder / .zip with train/<class>/ and test/<class>/ and the "
                           "run's class names; only test/ is scored")
-    evaluate.add_argument("--precision", default=None, choices=("bf16", "fp32"), help=precision_help)
+    evaluate.add_argument("--precision", default=None, choices=PRECISIONS, help=precision_help)
 
     export = command("export", "write a finished classifier run's model as one TorchScript or ONNX file",
                          "preprocessing inside; input uint8 images (N, C, H, W) in [0, 255] at the run's image size "

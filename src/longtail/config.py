@@ -17,6 +17,8 @@ from longtail.data.options import MAX_SIDE, MIN_SIDE, RESIZE_MODES, ImageSize
 from longtail.registry import Registry
 from longtail.settings import build, given_values, merge, run_neutral_keys, setting
 
+PRECISIONS = ("bf16", "fp32")  # what a run computes in; "auto" picks one by hardware
+
 SEED_MAX = 2**32 - 1  # derived random streams use 32 bits of each key
 
 # Added to config.json by the run itself: compared on resume, left out when arms are compared.
@@ -43,7 +45,7 @@ class RunSettings:
     augment: list[str] | None = setting(None, "batch augmentations, comma-separated, applied in order (empty: none)",
                                         choices="longtail.data.augment:AUGMENTATIONS")
     precision: str = setting("auto", "auto: bf16 where the hardware multiplies bf16 natively (CUDA, CPUs with "
-                             "AVX512-BF16 or AMX), else fp32", choices=("auto", "bf16", "fp32"), neutral=True)
+                             "AVX512-BF16 or AMX), else fp32", choices=("auto", *PRECISIONS), neutral=True)
     device: str = setting("auto", "auto: CUDA when present", choices=("auto", "cpu", "cuda"), neutral=True)
     seed: int = setting(0, "seed for initialisation, data order, augmentation and the imbalance draw",
                         low=0, high=SEED_MAX)

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import torch
 
+from longtail.config import PRECISIONS
 from longtail.errors import LongtailError
 
 
@@ -33,7 +34,7 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    if name in ("bf16", "fp32"):
+    if name in PRECISIONS:
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"

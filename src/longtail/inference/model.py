@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from longtail.config import PRECISIONS
 from longtail.device import autocast
 from longtail.errors import LongtailError
 from longtail.runs import is_run_config, load_checkpoint, read_json
@@ -218,7 +219,7 @@ def build_classifier(run: FinishedRun, precision: str | None, device: torch.devi
 
     ckpt = run.checkpoint
     precision = precision or run.config.get("precision_used") or "fp32"
-    if precision not in ("bf16", "fp32"):
+    if precision not in PRECISIONS:
         raise LongtailError(f"precision must be bf16 or fp32, got {precision!r}")
     # Built and loaded as the run did (channels_last weights), so the kernels are the same ones.
     net = build_from_arch(ckpt["arch"]).to(memory_format=torch.channels_last)
